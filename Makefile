@@ -1,0 +1,39 @@
+# Two commands on a fresh machine (Python 3.10+ with venv):
+#   make demo   - create .venv, install keras-rnn, train the demo models
+#   make test   - create .venv, install keras-rnn + test deps, run the whole
+#                 suite on the TensorFlow backend, then on the JAX backend
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: demo test test-tensorflow test-jax venv constraints bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[tensorflow,jax,test]"
+	touch $@
+
+demo: venv
+	$(PY) -m keras_rnn.demo
+
+test: test-tensorflow test-jax
+
+test-tensorflow: venv
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q tests
+
+test-jax: venv
+	KERAS_BACKEND=jax $(PY) -m pytest -q tests
+
+bench: venv
+	KERAS_BACKEND=tensorflow $(PY) benchmarks/bench_layers.py
+	KERAS_BACKEND=jax $(PY) benchmarks/bench_layers.py
+
+constraints: venv
+	( sed -n '1,2p' requirements/constraints.txt; $(PY) -m pip freeze --exclude-editable ) > requirements/constraints.tmp
+	mv requirements/constraints.tmp requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,93 @@
+"""Shared test helpers: weight access by name and backend-agnostic gradients.
+
+The suite runs once per backend: `KERAS_BACKEND=tensorflow pytest tests` and
+`KERAS_BACKEND=jax pytest tests` (`make test` does both).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+
+def weight_key(variable):
+    """'lstm/lstm_cell/kernel_norm/gamma' -> 'kernel_norm/gamma'."""
+    parts = variable.path.split("/")
+    if len(parts) >= 2 and parts[-2].endswith("_norm"):
+        return "/".join(parts[-2:])
+    return parts[-1]
+
+
+def randomize_weights(layer, seed=0, scale=0.5):
+    """Gives every weight of `layer` a fixed random value; returns them as a
+    float64 dict keyed by `weight_key` (gammas stay near 1)."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for variable in layer.weights:
+        key = weight_key(variable)
+        value = rng.normal(scale=scale, size=variable.shape)
+        if key.endswith("gamma"):
+            value = 1.0 + 0.2 * value
+        variable.assign(value.astype(variable.dtype))
+        values[key] = value
+    return values
+
+
+def gradients(layer, inputs, probe, training=False):
+    """d sum(layer(inputs) * probe) / d weights, as a dict like
+    `randomize_weights`'s. `layer` must return one tensor."""
+    variables = layer.trainable_variables
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(inputs, training=training) * probe)
+        grads = tape.gradient(loss, variables)
+    elif BACKEND == "jax":
+        import jax
+
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def loss_fn(trainable):
+            out, _ = layer.stateless_call(
+                trainable, non_trainable, inputs, training=training
+            )
+            return (out * probe).sum()
+
+        grads = jax.grad(loss_fn)([v.value for v in variables])
+    else:
+        raise NotImplementedError(BACKEND)
+    return {
+        weight_key(v): np.asarray(g, dtype="float64")
+        for v, g in zip(variables, grads)
+    }
+
+
+def numeric_gradients(loss_fn, weights, eps=1e-6):
+    """Central differences of `loss_fn(weights)` over every weight entry."""
+    grads = {}
+    for key, value in weights.items():
+        grad = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            saved = value[index]
+            value[index] = saved + eps
+            plus = loss_fn(weights)
+            value[index] = saved - eps
+            minus = loss_fn(weights)
+            value[index] = saved
+            grad[index] = (plus - minus) / (2 * eps)
+        grads[key] = grad
+    return grads
+
+
+@pytest.fixture(autouse=True)
+def _fresh_session():
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()
