@@ -526,9 +526,29 @@ class FusedRNN(keras.layers.RNN):
         batch_time = ops.shape(sequences)[:2]
         zoneout = cell.zoneout_factor(batch_time, training)
 
-        if training and zoneout is not None:
-            # One keep mask per step: (batch, time, n_states * units).
-            loop_inputs = (zx, zoneout)
+        per_step = bool(training and zoneout is not None)
+        return self._time_loop(zx, list(initial_state), mask, recurrent_mask,
+                               zoneout, per_step)
+
+    def _time_loop(self, zx, initial_state, mask, recurrent_mask, zoneout,
+                   per_step):
+        """Runs `cell.step` over time on the hoisted projection `zx`.
+
+        Args:
+            zx: `(batch, time, gates * units)` input projection.
+            initial_state: list of `(batch, units)` states.
+            mask: `(batch, time)` boolean or None.
+            recurrent_mask: `(batch, units)` dropout mask or None.
+            zoneout: zoneout factor from `cell.zoneout_factor`, or None.
+            per_step: whether `zoneout` is `(batch, time, ...)`, one keep
+                mask per step (training), rather than a constant.
+
+        Returns:
+            `(last_output, outputs, final_states)` as `backend.rnn` does.
+        """
+        cell = self.cell
+        if per_step:
+            loop_inputs = (zx, zoneout)  # zoneout: (batch, time, n * units)
 
             def step(inputs, states):
                 zx_t, zoneout_t = inputs
@@ -543,11 +563,11 @@ class FusedRNN(keras.layers.RNN):
         return keras_backend.rnn(
             step,
             loop_inputs,
-            list(initial_state),
+            initial_state,
             go_backwards=self.go_backwards,
             mask=mask,
             unroll=self.unroll,
-            input_length=sequences.shape[1],
+            input_length=zx.shape[1],
             zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=self.return_sequences,
         )

@@ -60,6 +60,7 @@ class SimpleRNNCell(RecurrentCell):
         norm_epsilon: epsilon of the layer normalizations.
         norm_gamma_initializer, norm_beta_initializer: their gain and bias
             initializers.
+        peephole: only False; True raises a `ValueError` (no cell state).
 
     Call arguments:
         inputs: `(batch, input_dim)`.
@@ -100,10 +101,11 @@ class SimpleRNNCell(RecurrentCell):
         norm_epsilon=1e-3,
         norm_gamma_initializer="ones",
         norm_beta_initializer="zeros",
+        peephole=False,
         **kwargs,
     ):
         reject_option(
-            "SimpleRNNCell", "peephole", kwargs.pop("peephole", False),
+            "SimpleRNNCell", "peephole", peephole,
             "peepholes connect an LSTM's cell state to its gates.",
         )
         super().__init__(
@@ -130,6 +132,7 @@ class SimpleRNNCell(RecurrentCell):
             **kwargs,
         )
         self.state_size = self.units
+        self.peephole = False
 
     def step(self, zx, states, recurrent_mask=None, zoneout=None):
         h_tm1 = states[0]
@@ -368,6 +371,7 @@ class GRUCell(RecurrentCell):
         zoneout: zoneout probability of `h`.
         layer_norm, norm_epsilon, norm_gamma_initializer,
         norm_beta_initializer: layer normalization (see above).
+        peephole: only False; True raises a `ValueError` (no cell state).
 
     Call arguments:
         inputs: `(batch, input_dim)`.
@@ -410,10 +414,11 @@ class GRUCell(RecurrentCell):
         norm_epsilon=1e-3,
         norm_gamma_initializer="ones",
         norm_beta_initializer="zeros",
+        peephole=False,
         **kwargs,
     ):
         reject_option(
-            "GRUCell", "peephole", kwargs.pop("peephole", False),
+            "GRUCell", "peephole", peephole,
             "a GRU has no cell state for peepholes to read; use LSTMCell.",
         )
         self.reset_after = bool(reset_after)
@@ -444,6 +449,7 @@ class GRUCell(RecurrentCell):
             "recurrent_activation", recurrent_activation
         )
         self.state_size = self.units
+        self.peephole = False
         if self.layer_norm and not self.reset_after:
             self.candidate_norm = self._make_norm("candidate_norm")
 
