@@ -442,9 +442,10 @@ class FusedRNN(keras.layers.RNN):
     The input dropout mask and the input projection (with its layer norm and
     bias) are applied to all time steps at once, before the loop; zoneout
     masks for all steps are drawn before the loop too. Only the recurrent
-    matmul and element-wise work run inside `keras`'s backend loop
-    (`tf.while_loop` / `jax.lax.scan`), which XLA compiles. Subclasses with
-    a cuDNN kernel override `_backend_kernel`.
+    matmul and element-wise work run inside Keras's backend loop
+    (`tf.while_loop` / `jax.lax.scan`), which has static shapes and compiles
+    under XLA (JAX; TensorFlow with `jit_compile=True`). Subclasses with a
+    cuDNN kernel override `_backend_kernel`.
 
     Subclasses set `cell_class`; their constructor takes the cell's
     arguments and the `keras.layers.RNN` ones.
@@ -543,36 +544,44 @@ class FusedRNN(keras.layers.RNN):
                 "use_cudnn='auto' to fall back to the fused keras_rnn loop."
             )
 
-        zx = cell.project_inputs(sequences)  # (batch, time, gates * units)
+        # Work time-major: transposing the narrow input costs less than
+        # transposing the wide projection, which the backend loop would do.
+        inputs = ops.transpose(sequences, (1, 0, 2))  # (time, batch, features)
+        zx = cell.project_inputs(inputs)  # (time, batch, gates * units)
+        if mask is not None:
+            mask = ops.transpose(mask, (1, 0))  # (time, batch)
         recurrent_mask = None
         if training and cell.recurrent_dropout > 0:
             recurrent_mask = cell.get_recurrent_dropout_mask(initial_state[0])
-        batch_time = ops.shape(sequences)[:2]
-        zoneout = cell.zoneout_factor(batch_time, training)
-
+        zoneout = cell.zoneout_factor(ops.shape(zx)[:2], training)
         per_step = bool(training and zoneout is not None)
-        return self._time_loop(zx, list(initial_state), mask, recurrent_mask,
-                               zoneout, per_step)
+        last_output, outputs, states = self._time_loop(
+            zx, list(initial_state), mask, recurrent_mask, zoneout, per_step
+        )
+        if self.return_sequences:
+            outputs = ops.transpose(outputs, (1, 0, 2))  # (batch, time, units)
+        return last_output, outputs, states
 
     def _time_loop(self, zx, initial_state, mask, recurrent_mask, zoneout,
                    per_step):
         """Runs `cell.step` over time on the hoisted projection `zx`.
 
         Args:
-            zx: `(batch, time, gates * units)` input projection.
+            zx: `(time, batch, gates * units)` input projection.
             initial_state: list of `(batch, units)` states.
-            mask: `(batch, time)` boolean or None.
+            mask: `(time, batch)` boolean or None.
             recurrent_mask: `(batch, units)` dropout mask or None.
             zoneout: zoneout factor from `cell.zoneout_factor`, or None.
-            per_step: whether `zoneout` is `(batch, time, ...)`, one keep
+            per_step: whether `zoneout` is `(time, batch, ...)`, one keep
                 mask per step (training), rather than a constant.
 
         Returns:
-            `(last_output, outputs, final_states)` as `backend.rnn` does.
+            `(last_output, outputs, final_states)`, `outputs` time-major, as
+            `backend.rnn(..., time_major=True)` returns them.
         """
         cell = self.cell
         if per_step:
-            loop_inputs = (zx, zoneout)  # zoneout: (batch, time, n * units)
+            loop_inputs = (zx, zoneout)  # zoneout: (time, batch, n * units)
 
             def step(inputs, states):
                 zx_t, zoneout_t = inputs
@@ -591,7 +600,8 @@ class FusedRNN(keras.layers.RNN):
             go_backwards=self.go_backwards,
             mask=mask,
             unroll=self.unroll,
-            input_length=zx.shape[1],
+            input_length=zx.shape[0],
+            time_major=True,
             zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=self.return_sequences,
         )
