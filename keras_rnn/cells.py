@@ -134,15 +134,12 @@ class SimpleRNNCell(RecurrentCell):
         self.state_size = self.units
         self.peephole = False
 
-    def step(self, zx, states, recurrent_mask=None, zoneout=None,
-             recurrent_kernel=None):
-        if recurrent_kernel is None:
-            recurrent_kernel = self.recurrent_weights()
+    def step(self, zx, states, recurrent_mask=None, zoneout=None):
         h_tm1 = states[0]
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
-        zh = ops.matmul(h_in, recurrent_kernel)
+        zh = ops.matmul(h_in, self.recurrent_kernel)
         if self.layer_norm:
-            zh = self.recurrent_norm.normalize_centered(zh)
+            zh = self.recurrent_norm(zh)
         h = self.activation(zx + zh)
         (h,) = self.apply_zoneout([h], [h_tm1], zoneout)
         return h, [h]
@@ -303,15 +300,12 @@ class LSTMCell(RecurrentCell):
         if self.layer_norm:
             self.state_norm.build((None, self.units))
 
-    def step(self, zx, states, recurrent_mask=None, zoneout=None,
-             recurrent_kernel=None):
-        if recurrent_kernel is None:
-            recurrent_kernel = self.recurrent_weights()
+    def step(self, zx, states, recurrent_mask=None, zoneout=None):
         h_tm1, c_tm1 = states[0], states[1]
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
-        zh = ops.matmul(h_in, recurrent_kernel)
+        zh = ops.matmul(h_in, self.recurrent_kernel)
         if self.layer_norm:
-            zh = self.recurrent_norm.normalize_centered(zh)
+            zh = self.recurrent_norm(zh)
         i, f, g, o = ops.split(zx + zh, 4, axis=-1)
         if self.peephole:
             i = i + self.input_gate_peephole_weights * c_tm1
@@ -470,27 +464,19 @@ class GRUCell(RecurrentCell):
     def _recurrent_norm_width(self):
         return (3 if self.reset_after else 2) * self.units
 
-    def _recurrent_norm_blocks(self):
-        if self.reset_after:
-            return [3 * self.units]
-        return [2 * self.units, self.units]  # recurrent_norm, candidate_norm
-
     def _build_extra_weights(self):
         if self.layer_norm and not self.reset_after:
             self.candidate_norm.build((None, self.units))
 
-    def step(self, zx, states, recurrent_mask=None, zoneout=None,
-             recurrent_kernel=None):
-        if recurrent_kernel is None:
-            recurrent_kernel = self.recurrent_weights()
+    def step(self, zx, states, recurrent_mask=None, zoneout=None):
         h_tm1 = states[0]
         h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
         x_z, x_r, x_h = ops.split(zx, 3, axis=-1)
         units = self.units
         if self.reset_after:
-            zh = ops.matmul(h_in, recurrent_kernel)
+            zh = ops.matmul(h_in, self.recurrent_kernel)
             if self.layer_norm:
-                zh = self.recurrent_norm.normalize_centered(zh)
+                zh = self.recurrent_norm(zh)
             if self.use_bias:
                 zh = zh + self.bias[1]
             h_z, h_r, h_h = ops.split(zh, 3, axis=-1)
@@ -498,15 +484,15 @@ class GRUCell(RecurrentCell):
             r = self.recurrent_activation(x_r + h_r)
             candidate = self.activation(x_h + r * h_h)
         else:
-            zh = ops.matmul(h_in, recurrent_kernel[:, : 2 * units])
+            zh = ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units])
             if self.layer_norm:
-                zh = self.recurrent_norm.normalize_centered(zh)
+                zh = self.recurrent_norm(zh)
             h_z, h_r = ops.split(zh, 2, axis=-1)
             z = self.recurrent_activation(x_z + h_z)
             r = self.recurrent_activation(x_r + h_r)
-            h_h = ops.matmul(r * h_in, recurrent_kernel[:, 2 * units :])
+            h_h = ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units :])
             if self.layer_norm:
-                h_h = self.candidate_norm.normalize_centered(h_h)
+                h_h = self.candidate_norm(h_h)
             candidate = self.activation(x_h + h_h)
         h = z * h_tm1 + (1.0 - z) * candidate
         (h,) = self.apply_zoneout([h], [h_tm1], zoneout)
