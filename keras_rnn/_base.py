@@ -200,6 +200,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.output_size = self.units
+        self.peephole = False  # only the LSTM has a cell state to peep at
         if self.layer_norm:
             self.kernel_norm = self._make_norm("kernel_norm")
             self.recurrent_norm = self._make_norm("recurrent_norm")

@@ -132,7 +132,6 @@ class SimpleRNNCell(RecurrentCell):
             **kwargs,
         )
         self.state_size = self.units
-        self.peephole = False
 
     def step(self, zx, states, recurrent_mask=None, zoneout=None):
         h_tm1 = states[0]
@@ -449,7 +448,6 @@ class GRUCell(RecurrentCell):
             "recurrent_activation", recurrent_activation
         )
         self.state_size = self.units
-        self.peephole = False
         if self.layer_norm and not self.reset_after:
             self.candidate_norm = self._make_norm("candidate_norm")
 
