@@ -2,10 +2,17 @@
 
 The maintained Keras 3 successor to TensorFlow Addons' `tfa.rnn`: simple
 RNN, LSTM (optionally with peepholes) and GRU cells, each optionally
-layer-normalized, with variational dropout and zoneout, written in
-`keras.ops` for the TensorFlow and JAX backends.
+layer-normalized, with variational dropout and zoneout; and of
+`tfa.seq2seq`: Bahdanau and Luong attention, an attention-wrapping decoder
+cell, a `Seq2Seq` model, and greedy and beam-search decoding that compile to
+one loop. Written in `keras.ops` for the TensorFlow and JAX backends.
 """
 
+from keras_rnn.attention import AttentionMemory
+from keras_rnn.attention import AttentionWrapper
+from keras_rnn.attention import AttentionWrapperState
+from keras_rnn.attention import BahdanauAttention
+from keras_rnn.attention import LuongAttention
 from keras_rnn.cells import GRUCell
 from keras_rnn.cells import LSTMCell
 from keras_rnn.cells import SimpleRNNCell
@@ -15,11 +22,30 @@ from keras_rnn.layers import SimpleRNN
 from keras_rnn.migration import LayerNormGRUCell
 from keras_rnn.migration import LayerNormLSTMCell
 from keras_rnn.migration import LayerNormSimpleRNNCell
+from keras_rnn.decoding import BeamState
+from keras_rnn.decoding import DecodeResult
+from keras_rnn.decoding import beam_search
+from keras_rnn.decoding import gather_tree
+from keras_rnn.decoding import greedy_decode
 from keras_rnn.migration import PeepholeLSTMCell
+from keras_rnn.seq2seq import ScheduledSampling
+from keras_rnn.seq2seq import Seq2Seq
+from keras_rnn.seq2seq import SequenceLoss
+from keras_rnn.tbptt import StatefulRNN
+from keras_rnn.tbptt import TBPTTResetStates
+from keras_rnn.tbptt import TBPTTSequence
+from keras_rnn.tbptt import chunked_forward
+from keras_rnn.tbptt import reset_rnn_states
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionMemory",
+    "AttentionWrapper",
+    "AttentionWrapperState",
+    "BahdanauAttention",
+    "BeamState",
+    "DecodeResult",
     "GRU",
     "GRUCell",
     "LSTM",
@@ -27,7 +53,19 @@ __all__ = [
     "LayerNormGRUCell",
     "LayerNormLSTMCell",
     "LayerNormSimpleRNNCell",
+    "LuongAttention",
     "PeepholeLSTMCell",
+    "ScheduledSampling",
+    "Seq2Seq",
+    "SequenceLoss",
     "SimpleRNN",
     "SimpleRNNCell",
+    "StatefulRNN",
+    "TBPTTResetStates",
+    "TBPTTSequence",
+    "beam_search",
+    "chunked_forward",
+    "gather_tree",
+    "greedy_decode",
+    "reset_rnn_states",
 ]

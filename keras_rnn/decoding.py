@@ -1,0 +1,564 @@
+"""Greedy and beam-search decoding as one compiled loop, and its pieces.
+
+The Keras 3 successor to TF Addons' `BeamSearchDecoder` + `dynamic_decode`
+and `gather_tree`: every sentence of a batch and every beam of every sentence
+advance together in one `keras.ops.while_loop` with fixed shapes, so the
+whole search compiles (XLA under `jax.jit`, a graph under `tf.function`) and
+exports to a SavedModel with core TensorFlow ops only (no `GatherTree`
+custom op: the back-tracking is `gather_tree`, below, in ordinary ops).
+
+Both decoders work on any model with the small decoding protocol that
+`keras_rnn.Seq2Seq` implements:
+
+    memory, state = model.encode(source)                  # once per batch
+    logits, state = model.decode_step(tokens, state, memory)  # per step
+    model.pad_id, model.bos_id, model.eos_id, model.target_vocab_size
+
+and `model.check_source(source)` for input validation. `pad_id` and `bos_id`
+are never generated; `eos_id` ends a hypothesis. Lengths count generated
+tokens including the EOS, which every returned hypothesis ends with (at
+`max_length` the EOS is forced).
+
+Scoring (Wu et al. 2016, "Google's Neural Machine Translation System", eq.
+14; TF Addons' `length_penalty_weight` / `coverage_penalty_weight`):
+
+    s(Y, X) = log P(Y | X) / lp(Y) + cp(X; Y)
+    lp(Y)   = ((5 + |Y|) / 6) ** alpha
+    cp      = beta * sum_j log(min(sum_t alpha_tj, 1))    (unpadded j)
+
+used both to rank the candidates at every step and to order the n-best
+list.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from keras_rnn._base import tree
+
+# Log-probability of impossible continuations. Finite, so sums and the
+# length-penalty division never produce NaN.
+NEG_INF = -1e30
+# Coverage below this counts as this in cp's log (log 0 is -inf).
+_MIN_COVERAGE = 1e-10
+
+
+class DecodeResult(NamedTuple):
+    """What `greedy_decode` and `beam_search` return (NumPy-free tensors).
+
+    Attributes:
+        ids: `(batch, n_best, max_length)` int32 token ids, best first; each
+            hypothesis ends with EOS and is followed by `pad_id`.
+        scores: `(batch, n_best)` float32 `s(Y, X)` (equal to `log_probs`
+            when alpha = beta = 0).
+        log_probs: `(batch, n_best)` float32 `log P(Y | X)`.
+        lengths: `(batch, n_best)` int32 number of tokens including EOS.
+        alignments: `(batch, n_best, max_length, source_time)` float32
+            attention weights of each generated token over the source
+            (zeros after the EOS).
+    """
+
+    ids: object
+    scores: object
+    log_probs: object
+    lengths: object
+    alignments: object
+
+
+class BeamState(NamedTuple):
+    """The loop variables of `beam_search` (batch B, beam K, source S, T steps).
+
+    Attributes:
+        step: int32 scalar, number of steps taken.
+        model_state: the model's decoder state, leading dimension B*K.
+        tokens: `(B*K,)` int32 token chosen at the last step (the next input).
+        log_probs: `(B, K)` float32 cumulative log-probability.
+        finished: `(B, K)` bool, the hypothesis has produced EOS.
+        lengths: `(B, K)` int32 tokens generated, including EOS.
+        coverage: `(B, K, S)` float32 sum of the alignments so far.
+        step_ids: `(B, K, T)` int32 token chosen at each step by the beam in
+            that slot at that step (before back-tracking).
+        parent_ids: `(B, K, T)` int32 the slot each step's beam came from.
+        step_alignments: `(B, K, T, S)` float32 alignments per step and slot.
+    """
+
+    step: object
+    model_state: object
+    tokens: object
+    log_probs: object
+    finished: object
+    lengths: object
+    coverage: object
+    step_ids: object
+    parent_ids: object
+    step_alignments: object
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def tile_batch(x, multiplier):
+    """Repeats each batch entry `multiplier` times: `(B, ...)` -> `(B*K, ...)`.
+
+    Entry `b * K + k` is a copy of entry `b` (TF Addons' `tile_batch`).
+    """
+    return ops.repeat(x, multiplier, axis=0)
+
+
+def length_penalty(lengths, alpha):
+    """GNMT length penalty `((5 + |Y|) / 6) ** alpha`.
+
+    Args:
+        lengths: int tensor of hypothesis lengths.
+        alpha: Python float; 0 disables the penalty (returns ones).
+
+    Returns:
+        float32 tensor shaped like `lengths`.
+    """
+    lengths = ops.cast(lengths, "float32")
+    if not alpha:
+        return ops.ones_like(lengths)
+    return ops.power((5.0 + lengths) / 6.0, alpha)
+
+
+def coverage_penalty(coverage, source_mask, beta):
+    """GNMT coverage penalty `beta * sum_j log(min(coverage_j, 1))`.
+
+    Args:
+        coverage: `(..., S)` float32 summed attention per source position.
+        source_mask: `(..., S)` boolean (True on real positions), or None.
+        beta: Python float; 0 disables the penalty (returns zeros).
+
+    Returns:
+        float32 `(...)` penalty (<= 0); padded positions contribute nothing.
+    """
+    if not beta:
+        return ops.zeros(ops.shape(coverage)[:-1], "float32")
+    logs = ops.log(ops.clip(coverage, _MIN_COVERAGE, 1.0))
+    if source_mask is not None:
+        logs = ops.where(source_mask, logs, 0.0)
+    return beta * ops.sum(logs, axis=-1)
+
+
+def hypothesis_scores(log_probs, lengths, coverage, source_mask, alpha, beta):
+    """`s(Y, X) = log P / lp(|Y|) + cp`, elementwise over hypotheses."""
+    return log_probs / length_penalty(lengths, alpha) + coverage_penalty(
+        coverage, source_mask, beta
+    )
+
+
+def restrict_log_probs(log_probs, step, finished, limits, *, pad_id, bos_id,
+                       eos_id, min_length):
+    """Applies the decoding rules to one step's log-probabilities.
+
+    - `pad_id` and `bos_id` are never generated;
+    - EOS is forbidden before `min_length` tokens;
+    - only EOS is allowed at the hypothesis's length limit;
+    - a finished hypothesis can only "extend" by EOS with log-prob 0, so its
+      score never changes (and its length does not grow, see `beam_search`).
+
+    Args:
+        log_probs: `(..., V)` float32 log-softmax of the step's logits.
+        step: int scalar, 0-based index of the token being produced.
+        finished: `(...)` bool.
+        limits: `(...)` int32 maximum number of tokens (including EOS).
+        pad_id, bos_id, eos_id: special token ids.
+        min_length: minimum number of tokens, including EOS.
+
+    Returns:
+        float32 `(..., V)`.
+    """
+    vocab = ops.shape(log_probs)[-1]
+    ids = ops.arange(vocab, dtype="int32")
+    is_eos = ops.equal(ids, eos_id)
+    never = ops.logical_or(ops.equal(ids, pad_id), ops.equal(ids, bos_id))
+    log_probs = ops.where(never, NEG_INF, log_probs)
+    produced = step + 1  # tokens after this step
+    if min_length > 1:
+        log_probs = ops.where(
+            ops.logical_and(is_eos, produced < min_length), NEG_INF, log_probs
+        )
+    at_limit = ops.expand_dims(produced >= limits, -1)
+    log_probs = ops.where(
+        ops.logical_and(at_limit, ops.logical_not(is_eos)), NEG_INF, log_probs
+    )
+    finished_row = ops.where(is_eos, 0.0, NEG_INF)  # (V,)
+    return ops.where(ops.expand_dims(finished, -1), finished_row, log_probs)
+
+
+def gather_tree(step_ids, parent_ids):
+    """Back-tracks beam-search parent pointers into whole hypotheses.
+
+    The ordinary-ops replacement for TF Addons' `gather_tree` custom op: the
+    hypothesis in final slot k is followed backwards through `parent_ids`.
+
+    Args:
+        step_ids: `(B, K, T)` int token chosen at step t by slot k.
+        parent_ids: `(B, K, T)` int slot at step t-1 that slot k at step t
+            extended.
+
+    Returns:
+        `(ids, path)`: `(B, K, T)` the token sequence of the hypothesis that
+        ends in slot k, and `(B, K, T)` int32 the slot it occupied at each
+        step (use it to gather any other per-step, per-slot quantity).
+
+    Example:
+
+    >>> step_ids = [[[2, 5], [3, 6], [4, 7]]]   # (1, K=3, T=2)
+    >>> parent_ids = [[[0, 2], [0, 0], [0, 1]]]
+    >>> gather_tree(step_ids, parent_ids)[0]
+    [[[4, 5], [2, 6], [3, 7]]]
+    """
+    step_ids = ops.convert_to_tensor(step_ids, "int32")
+    parent_ids = ops.convert_to_tensor(parent_ids, "int32")
+    batch, beam, steps = ops.shape(step_ids)
+    path = ops.zeros_like(step_ids)
+    slot = ops.broadcast_to(ops.arange(beam, dtype="int32"), (batch, beam))
+
+    def body(i, carry):
+        path, slot = carry
+        t = steps - 1 - i
+        path = ops.slice_update(path, (0, 0, t), ops.expand_dims(slot, -1))
+        parents_t = ops.take_along_axis(parent_ids[:, :, t], slot, axis=1)
+        return path, parents_t
+
+    path, _ = ops.fori_loop(0, steps, body, (path, slot))
+    ids = ops.take_along_axis(step_ids, path, axis=1)
+    return ids, path
+
+
+def length_limits(source_lengths, max_length, max_length_ratio=None,
+                  max_length_offset=0):
+    """Per-sentence token limits, `min(max_length, ceil(a * |x|) + b)`.
+
+    Args:
+        source_lengths: `(B,)` int number of real source tokens.
+        max_length: absolute limit (Python int >= 1).
+        max_length_ratio: `a`, or None for the absolute limit only.
+        max_length_offset: `b`.
+
+    Returns:
+        `(B,)` int32 limits, at least 1.
+    """
+    limits = ops.full(ops.shape(source_lengths), max_length, "int32")
+    if max_length_ratio is not None:
+        relative = ops.cast(
+            ops.ceil(max_length_ratio * ops.cast(source_lengths, "float32")),
+            "int32",
+        ) + max_length_offset
+        limits = ops.minimum(limits, relative)
+    return ops.maximum(limits, 1)
+
+
+# ------------------------------------------------------------------ decoders
+
+
+def _check_settings(beam_size, n_best, max_length, min_length, max_length_ratio):
+    if not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
+        raise ValueError(f"beam_size must be an integer >= 1; got {beam_size!r}.")
+    if not isinstance(n_best, (int, np.integer)) or not 1 <= n_best <= beam_size:
+        raise ValueError(
+            f"n_best must be an integer in [1, beam_size={beam_size}]; got {n_best!r}."
+        )
+    if not isinstance(max_length, (int, np.integer)) or max_length < 1:
+        raise ValueError(f"max_length must be an integer >= 1; got {max_length!r}.")
+    if not isinstance(min_length, (int, np.integer)) or min_length < 0:
+        raise ValueError(f"min_length must be an integer >= 0; got {min_length!r}.")
+    if min_length > max_length:
+        raise ValueError(
+            f"min_length={min_length} is larger than max_length={max_length}."
+        )
+    if max_length_ratio is not None and not max_length_ratio > 0:
+        raise ValueError(
+            f"max_length_ratio must be > 0 or None; got {max_length_ratio!r}."
+        )
+
+
+def _buffer_length(memory, max_length, max_length_ratio, max_length_offset):
+    """Static number of decode steps when the source length is static."""
+    source_time = memory.values.shape[1]
+    if max_length_ratio is None:
+        return max_length
+    if source_time is None:
+        # Dynamic source length (a TF graph with unknown shape).
+        relative = ops.cast(
+            ops.ceil(max_length_ratio * ops.cast(ops.shape(memory.values)[1], "float32")),
+            "int32",
+        ) + max_length_offset
+        return ops.maximum(ops.minimum(relative, max_length), 1)
+    relative = int(np.ceil(max_length_ratio * source_time)) + max_length_offset
+    return max(1, min(max_length, relative))
+
+
+def _source_lengths(memory):
+    if memory.mask is None:
+        batch, time = ops.shape(memory.values)[0], ops.shape(memory.values)[1]
+        return ops.full((batch,), time, "int32")
+    return ops.sum(ops.cast(memory.mask, "int32"), axis=1)
+
+
+def greedy_decode(model, source, max_length=None, max_length_ratio=None,
+                  max_length_offset=0, min_length=0):
+    """Greedy decoding: the most probable token at every step.
+
+    One `keras.ops.while_loop` over all sentences at once; it stops when
+    every sentence has produced EOS or reached its length limit.
+
+    Args:
+        model: a model with the decoding protocol (see the module docstring),
+            e.g. `keras_rnn.Seq2Seq`.
+        source: `(batch, source_time)` int source token ids, padded with
+            `model.pad_id`.
+        max_length: maximum number of generated tokens including EOS;
+            defaults to the model's decoding setting.
+        max_length_ratio, max_length_offset: per-sentence limit
+            `min(max_length, ceil(ratio * |x|) + offset)`.
+        min_length: minimum number of tokens including EOS.
+
+    Returns:
+        `DecodeResult` with `n_best = 1`; `scores == log_probs`.
+    """
+    settings = model.decoding_settings(
+        max_length=max_length, max_length_ratio=max_length_ratio,
+        max_length_offset=max_length_offset, min_length=min_length,
+    )
+    _check_settings(1, 1, settings["max_length"], settings["min_length"],
+                    settings["max_length_ratio"])
+    model.check_source(source)
+    source = ops.convert_to_tensor(source, "int32")
+    memory, state = model.encode(source, training=False)
+    steps = _buffer_length(memory, settings["max_length"],
+                           settings["max_length_ratio"],
+                           settings["max_length_offset"])
+    limits = length_limits(_source_lengths(memory), settings["max_length"],
+                           settings["max_length_ratio"],
+                           settings["max_length_offset"])
+    batch = ops.shape(source)[0]
+    source_time = ops.shape(memory.values)[1]
+    rules = dict(pad_id=model.pad_id, bos_id=model.bos_id, eos_id=model.eos_id,
+                 min_length=settings["min_length"])
+
+    def cond(step, state, tokens, finished, *_):
+        return ops.logical_and(step < steps, ops.logical_not(ops.all(finished)))
+
+    def body(step, state, tokens, finished, log_probs, lengths, ids, alignments):
+        logits, state = model.decode_step(tokens, state, memory)
+        step_log_probs = restrict_log_probs(
+            ops.log_softmax(ops.cast(logits, "float32"), axis=-1),
+            step, finished, limits, **rules,
+        )
+        new_tokens = ops.cast(ops.argmax(step_log_probs, axis=-1), "int32")
+        log_probs = log_probs + ops.take_along_axis(
+            step_log_probs, ops.expand_dims(new_tokens, -1), axis=-1
+        )[:, 0]
+        alive = ops.logical_not(finished)
+        lengths = lengths + ops.cast(alive, "int32")
+        written = ops.where(alive, new_tokens, model.pad_id)
+        ids = ops.slice_update(ids, (0, step), ops.expand_dims(written, -1))
+        step_alignments = ops.where(
+            ops.expand_dims(alive, -1), state.alignments, 0.0
+        )
+        alignments = ops.slice_update(
+            alignments, (0, step, 0), ops.expand_dims(step_alignments, 1)
+        )
+        finished = ops.logical_or(finished, ops.equal(new_tokens, model.eos_id))
+        return (step + 1, state, new_tokens, finished, log_probs, lengths, ids,
+                alignments)
+
+    loop_vars = (
+        ops.convert_to_tensor(0, "int32"),
+        state,
+        ops.full((batch,), model.bos_id, "int32"),
+        ops.zeros((batch,), "bool"),
+        ops.zeros((batch,), "float32"),
+        ops.zeros((batch,), "int32"),
+        ops.full((batch, steps), model.pad_id, "int32"),
+        ops.zeros((batch, steps, source_time), "float32"),
+    )
+    _, _, _, _, log_probs, lengths, ids, alignments = ops.while_loop(
+        cond, body, loop_vars
+    )
+    return DecodeResult(
+        ids=ops.expand_dims(ids, 1),
+        scores=ops.expand_dims(log_probs, 1),
+        log_probs=ops.expand_dims(log_probs, 1),
+        lengths=ops.expand_dims(lengths, 1),
+        alignments=ops.expand_dims(alignments, 1),
+    )
+
+
+def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
+                max_length_ratio=None, max_length_offset=0, min_length=0,
+                length_penalty_alpha=None, coverage_penalty_beta=None):
+    """Beam search over all sentences and beams in one compiled loop.
+
+    At step t every live hypothesis (slot) of every sentence is extended by
+    every token; the `beam_size` best candidates of each sentence by
+    `s(Y, X)` (module docstring) become the next slots. Finished hypotheses
+    keep their score and compete with the live ones; the loop stops when all
+    hypotheses of all sentences are finished or the longest limit is
+    reached. Parent pointers are resolved at the end by `gather_tree`.
+
+    Args:
+        model: a model with the decoding protocol (module docstring).
+        source: `(batch, source_time)` int source token ids.
+        beam_size: hypotheses kept per sentence (>= 1); `beam_size=1` is
+            greedy decoding.
+        n_best: hypotheses returned per sentence (1 <= n_best <= beam_size).
+        max_length, max_length_ratio, max_length_offset, min_length: as in
+            `greedy_decode`.
+        length_penalty_alpha: GNMT alpha (0 = none).
+        coverage_penalty_beta: GNMT beta (0 = none).
+
+    Every argument left None takes the model's decoding setting.
+
+    Returns:
+        `DecodeResult`, `n_best` hypotheses per sentence, best first.
+    """
+    settings = model.decoding_settings(
+        beam_size=beam_size, n_best=n_best, max_length=max_length,
+        max_length_ratio=max_length_ratio, max_length_offset=max_length_offset,
+        min_length=min_length, length_penalty_alpha=length_penalty_alpha,
+        coverage_penalty_beta=coverage_penalty_beta,
+    )
+    beam_size, n_best = settings["beam_size"], settings["n_best"]
+    alpha = float(settings["length_penalty_alpha"])
+    beta = float(settings["coverage_penalty_beta"])
+    _check_settings(beam_size, n_best, settings["max_length"],
+                    settings["min_length"], settings["max_length_ratio"])
+    model.check_source(source)
+    source = ops.convert_to_tensor(source, "int32")
+    memory, state = model.encode(source, training=False)
+    steps = _buffer_length(memory, settings["max_length"],
+                           settings["max_length_ratio"],
+                           settings["max_length_offset"])
+    limits = length_limits(_source_lengths(memory), settings["max_length"],
+                           settings["max_length_ratio"],
+                           settings["max_length_offset"])
+    batch = ops.shape(source)[0]
+    source_time = ops.shape(memory.values)[1]
+    vocab = model.target_vocab_size
+    rules = dict(pad_id=model.pad_id, bos_id=model.bos_id, eos_id=model.eos_id,
+                 min_length=settings["min_length"])
+
+    # Every slot of a sentence starts as the same empty hypothesis; only
+    # slot 0 may be extended at the first step, or the beam would fill with
+    # copies.
+    memory = tree.map_structure(lambda x: tile_batch(x, beam_size), memory)
+    state = tree.map_structure(lambda x: tile_batch(x, beam_size), state)
+    source_mask = None
+    if memory.mask is not None:
+        source_mask = ops.reshape(memory.mask, (batch, beam_size, source_time))
+    limits = ops.repeat(ops.expand_dims(limits, 1), beam_size, axis=1)  # (B, K)
+    first = ops.concatenate(
+        [ops.zeros((1,), "float32"), ops.full((beam_size - 1,), NEG_INF, "float32")]
+    )
+    # Offsets turn a (B, K) slot index into a row of the (B*K, ...) state.
+    offsets = ops.expand_dims(ops.arange(batch, dtype="int32") * beam_size, 1)
+
+    def cond(beam):
+        return ops.logical_and(
+            beam.step < steps, ops.logical_not(ops.all(beam.finished))
+        )
+
+    def body(beam):
+        return (_beam_step(beam),)
+
+    def _beam_step(beam):
+        step = beam.step
+        logits, model_state = model.decode_step(beam.tokens, beam.model_state, memory)
+        logits = ops.reshape(ops.cast(logits, "float32"), (batch, beam_size, vocab))
+        step_log_probs = restrict_log_probs(
+            ops.log_softmax(logits, axis=-1), step, beam.finished, limits, **rules
+        )
+        total = ops.expand_dims(beam.log_probs, -1) + step_log_probs  # (B, K, V)
+        alive = ops.logical_not(beam.finished)
+        lengths = beam.lengths + ops.cast(alive, "int32")  # (B, K)
+        alignments = ops.reshape(
+            model_state.alignments, (batch, beam_size, source_time)
+        )
+        alignments = ops.where(ops.expand_dims(alive, -1), alignments, 0.0)
+        coverage = beam.coverage + alignments
+        # The candidates of one slot share its length and coverage.
+        ranking = total / ops.expand_dims(length_penalty(lengths, alpha), -1)
+        ranking = ranking + ops.expand_dims(
+            coverage_penalty(coverage, source_mask, beta), -1
+        )
+        _, top = ops.top_k(
+            ops.reshape(ranking, (batch, beam_size * vocab)), beam_size
+        )
+        top = ops.cast(top, "int32")
+        parents = top // vocab  # (B, K)
+        tokens = top % vocab  # (B, K)
+        log_probs = ops.take_along_axis(
+            ops.reshape(total, (batch, beam_size * vocab)), top, axis=1
+        )
+        finished = ops.take_along_axis(beam.finished, parents, axis=1)
+        finished = ops.logical_or(finished, ops.equal(tokens, model.eos_id))
+        rows = ops.reshape(parents + offsets, (-1,))  # (B*K,) rows to keep
+        model_state = tree.map_structure(lambda x: ops.take(x, rows, axis=0), model_state)
+        return BeamState(
+            step=step + 1,
+            model_state=model_state,
+            tokens=ops.reshape(tokens, (-1,)),
+            log_probs=log_probs,
+            finished=finished,
+            lengths=ops.take_along_axis(lengths, parents, axis=1),
+            coverage=ops.take_along_axis(
+                coverage, ops.expand_dims(parents, -1), axis=1
+            ),
+            step_ids=ops.slice_update(
+                beam.step_ids, (0, 0, step), ops.expand_dims(tokens, -1)
+            ),
+            parent_ids=ops.slice_update(
+                beam.parent_ids, (0, 0, step), ops.expand_dims(parents, -1)
+            ),
+            step_alignments=ops.slice_update(
+                beam.step_alignments, (0, 0, step, 0),
+                ops.expand_dims(alignments, 2),
+            ),
+        )
+
+    initial = BeamState(
+        step=ops.convert_to_tensor(0, "int32"),
+        model_state=state,
+        tokens=ops.full((batch * beam_size,), model.bos_id, "int32"),
+        log_probs=ops.broadcast_to(first, (batch, beam_size)),
+        finished=ops.zeros((batch, beam_size), "bool"),
+        lengths=ops.zeros((batch, beam_size), "int32"),
+        coverage=ops.zeros((batch, beam_size, source_time), "float32"),
+        step_ids=ops.full((batch, beam_size, steps), model.pad_id, "int32"),
+        parent_ids=ops.zeros((batch, beam_size, steps), "int32"),
+        step_alignments=ops.zeros((batch, beam_size, steps, source_time), "float32"),
+    )
+    (final,) = ops.while_loop(cond, body, (initial,))
+
+    ids, path = gather_tree(final.step_ids, final.parent_ids)
+    # Alignments of step t live in the slot the hypothesis held at step t.
+    alignments = ops.take_along_axis(
+        final.step_alignments, ops.expand_dims(path, -1), axis=1
+    )
+    # Tokens after EOS (finished slots pass EOS through) become padding.
+    position = ops.arange(steps, dtype="int32")
+    after_end = position >= ops.expand_dims(final.lengths, -1)  # (B, K, T)
+    ids = ops.where(after_end, model.pad_id, ids)
+
+    scores = hypothesis_scores(final.log_probs, final.lengths, final.coverage,
+                               source_mask, alpha, beta)
+    best_scores, order = ops.top_k(scores, n_best)  # (B, n_best)
+    order = ops.cast(order, "int32")
+
+    def pick(x):
+        index = ops.reshape(order, ops.shape(order) + (1,) * (len(x.shape) - 2))
+        return ops.take_along_axis(x, index, axis=1)
+
+    return DecodeResult(
+        ids=pick(ids),
+        scores=best_scores,
+        log_probs=pick(final.log_probs),
+        lengths=pick(final.lengths),
+        alignments=pick(alignments),
+    )

@@ -1,0 +1,874 @@
+"""`Seq2Seq`: an attention encoder-decoder as one Keras `Model`.
+
+    source ids -> embedding -> stacked (bi)RNN encoder -> bridge
+               -> AttentionWrapper decoder (input feeding) -> projection
+
+Trained with teacher forcing through the ordinary `compile` / `fit` with
+`SequenceLoss` (masked token-level cross-entropy, optional label
+smoothing), optionally with scheduled sampling; decoded with
+`greedy_decode` / `beam_search` (`keras_rnn.decoding`), which the model's
+`decode` method compiles (`tf.function` / `jax.jit`).
+
+References: Sutskever, Vinyals & Le 2014 (seq2seq); Bahdanau, Cho & Bengio
+2015 and Luong, Pham & Manning 2015 (attention, input feeding); Press & Wolf
+2017 (tied embeddings); Bengio et al. 2015 (scheduled sampling); Szegedy et
+al. 2016 (label smoothing).
+"""
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from keras_rnn import cells as cells_lib
+from keras_rnn import decoding as decoding_lib
+from keras_rnn import layers as layers_lib
+from keras_rnn._base import check_rate
+from keras_rnn._base import check_units
+from keras_rnn._base import keras_backend
+from keras_rnn._base import tree
+from keras_rnn.attention import AttentionWrapper
+from keras_rnn.attention import BahdanauAttention
+from keras_rnn.attention import LuongAttention
+
+CELLS = {
+    "lstm": (layers_lib.LSTM, cells_lib.LSTMCell),
+    "gru": (layers_lib.GRU, cells_lib.GRUCell),
+    "simple_rnn": (layers_lib.SimpleRNN, cells_lib.SimpleRNNCell),
+}
+ATTENTIONS = ("bahdanau", "luong")
+BRIDGES = ("dense", "zeros")
+DECODING_DEFAULTS = {
+    "beam_size": 5,
+    "n_best": 1,
+    "max_length": 100,
+    "max_length_ratio": None,
+    "max_length_offset": 0,
+    "min_length": 0,
+    "length_penalty_alpha": 0.0,
+    "coverage_penalty_beta": 0.0,
+}
+
+
+# ------------------------------------------------------------------- loss
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn")
+class SequenceLoss(keras.losses.Loss):
+    """Token-level cross-entropy over the non-padding target tokens.
+
+    With label smoothing `eps` over a vocabulary of `V` tokens (Szegedy et
+    al. 2016) the target distribution is `q = (1 - eps) onehot(y) + eps / V`
+    and the loss of one token is
+
+        l_t = -sum_v q_v log p_v = (1 - eps) (-log p_y) + eps * mean_v(-log p_v)
+
+    The batch loss is `sum_t w_t l_t / sum_t w_t` with `w_t = 0` on padding
+    (`y_t == pad_id`) and 1 (or the sample weight) elsewhere: every real
+    token counts the same, whatever the sentence lengths.
+
+    Args:
+        pad_id: target id that is padding.
+        label_smoothing: `eps` in [0, 1).
+        from_logits: `y_pred` are logits (True) or probabilities.
+
+    Call arguments:
+        y_true: `(batch, time)` int target ids.
+        y_pred: `(batch, time, vocab)` logits.
+        sample_weight: optional `(batch,)` or `(batch, time)` weights.
+
+    Returns:
+        float32 scalar.
+    """
+
+    def __init__(self, pad_id=0, label_smoothing=0.0, from_logits=True,
+                 name="sequence_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                f"label_smoothing must be in [0, 1); got {label_smoothing!r}."
+            )
+        self.pad_id = int(pad_id)
+        self.label_smoothing = float(label_smoothing)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        """Per-token losses `(batch, time)` (zero on padding)."""
+        y_true = ops.cast(y_true, "int32")
+        y_pred = ops.cast(y_pred, "float32")
+        if self.from_logits:
+            log_p = ops.log_softmax(y_pred, axis=-1)
+        else:
+            log_p = ops.log(ops.clip(y_pred, 1e-12, 1.0))
+        nll = -ops.take_along_axis(log_p, ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+        if self.label_smoothing:
+            eps = self.label_smoothing
+            nll = (1.0 - eps) * nll - eps * ops.mean(log_p, axis=-1)
+        return ops.where(ops.not_equal(y_true, self.pad_id), nll, 0.0)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        losses = self.call(y_true, y_pred)
+        weights = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), self.pad_id), "float32")
+        if sample_weight is not None:
+            sample_weight = ops.cast(sample_weight, "float32")
+            if len(sample_weight.shape) == 1:
+                sample_weight = ops.expand_dims(sample_weight, -1)
+            weights = weights * sample_weight
+        return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "pad_id": self.pad_id,
+            "label_smoothing": self.label_smoothing,
+            "from_logits": self.from_logits,
+        }
+
+
+# ------------------------------------------------------- scheduled sampling
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn")
+class ScheduledSampling:
+    """When to feed the decoder its own predictions in training.
+
+    Bengio et al. 2015, "Scheduled Sampling for Sequence Prediction with
+    Recurrent Neural Networks": at decoder step t > 0 of training step i the
+    previous *gold* token is fed with probability `eps_i` (teacher forcing)
+    and the model's own previous prediction otherwise, with `eps_i` decaying:
+
+        linear:          eps_i = max(eps_min, k - c * i)
+        exponential:     eps_i = max(eps_min, k ** i)          (k < 1)
+        inverse_sigmoid: eps_i = max(eps_min, k / (k + exp(i / k)))   (k >= 1)
+
+    Args:
+        schedule: "linear", "exponential" or "inverse_sigmoid".
+        k: the schedule's `k`.
+        c: slope of the linear schedule.
+        min_teacher_forcing: `eps_min`.
+        sampling: "sample" (draw from the model's softmax, as the paper) or
+            "argmax" (its most probable token).
+
+    Example:
+
+    >>> s = keras_rnn.ScheduledSampling("inverse_sigmoid", k=100)
+    >>> round(s.teacher_forcing_probability(0), 3), round(s.teacher_forcing_probability(1000), 3)
+    (0.99, 0.004)
+    """
+
+    schedules = ("linear", "exponential", "inverse_sigmoid")
+
+    def __init__(self, schedule="inverse_sigmoid", k=1000.0, c=1e-4,
+                 min_teacher_forcing=0.0, sampling="sample"):
+        if schedule not in self.schedules:
+            raise ValueError(f"schedule must be one of {self.schedules}; got {schedule!r}.")
+        if schedule == "exponential" and not 0 < k < 1:
+            raise ValueError(f"k must be in (0, 1) for the exponential schedule; got {k!r}.")
+        if schedule == "inverse_sigmoid" and not k >= 1:
+            raise ValueError(f"k must be >= 1 for the inverse_sigmoid schedule; got {k!r}.")
+        if schedule == "linear" and not k > 0:
+            raise ValueError(f"k must be > 0 for the linear schedule; got {k!r}.")
+        if sampling not in ("sample", "argmax"):
+            raise ValueError(f"sampling must be 'sample' or 'argmax'; got {sampling!r}.")
+        self.schedule = schedule
+        self.k = float(k)
+        self.c = float(c)
+        self.min_teacher_forcing = check_rate("min_teacher_forcing", min_teacher_forcing)
+        self.sampling = sampling
+
+    def teacher_forcing_probability(self, step):
+        """`eps_i` for training step `step` (Python number or tensor)."""
+        step = ops.cast(step, "float32")
+        if self.schedule == "linear":
+            eps = self.k - self.c * step
+        elif self.schedule == "exponential":
+            eps = ops.power(self.k, step)
+        else:
+            eps = self.k / (self.k + ops.exp(ops.minimum(step / self.k, 80.0)))
+        return ops.clip(eps, self.min_teacher_forcing, 1.0)
+
+    def sampling_probability(self, step):
+        """`1 - eps_i`: probability of feeding the model's own prediction."""
+        return 1.0 - self.teacher_forcing_probability(step)
+
+    def get_config(self):
+        return {
+            "schedule": self.schedule,
+            "k": self.k,
+            "c": self.c,
+            "min_teacher_forcing": self.min_teacher_forcing,
+            "sampling": self.sampling,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+# ----------------------------------------------------------------- model
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn")
+class Seq2Seq(keras.Model):
+    """Attention encoder-decoder for sequence-to-sequence tasks.
+
+    Encoder: target-independent `Embedding` -> `encoder_layers` recurrent
+    layers (`keras_rnn.LSTM` / `GRU` / `SimpleRNN`, each wrapped in
+    `Bidirectional` with `bidirectional=True`, outputs concatenated),
+    honouring the source padding mask. Bridge: the top encoder layer's final
+    states (both directions concatenated) -> one `Dense` per decoder layer and
+    state (tanh for `h`, linear for the LSTM's `c`), or zeros.
+    Decoder: `AttentionWrapper` around `decoder_layers` stacked cells with
+    input feeding; the attention vector `a_t = tanh(W_c [o_t; c_t])` is
+    projected to the target vocabulary, by its own `Dense` or, with
+    `tie_embeddings=True`, by the transposed target embedding (Press & Wolf
+    2017; a linear map to `embedding_dim` is inserted when the widths differ).
+
+    Inputs of `call` (training with teacher forcing): a dict
+    `{"source": (batch, S) ids, "target": (batch, T) ids}` (or a pair),
+    `target` being the decoder input `[bos, y_1, ..., y_{T-1}]`; the output is
+    `(batch, T, target_vocab_size)` logits for `[y_1, ..., y_T]`. Padding id
+    `pad_id` marks the end of every sequence.
+
+    Args:
+        source_vocab_size, target_vocab_size: vocabulary sizes (ids in
+            `[0, size)`).
+        embedding_dim: width of both embeddings.
+        units: decoder cell width (and attention layer width).
+        encoder_units: encoder cell width per direction (default `units`).
+        encoder_layers, decoder_layers: stack depths.
+        bidirectional: bidirectional encoder layers.
+        cell: "lstm", "gru" or "simple_rnn", for encoder and decoder.
+        cell_options: dict of extra cell arguments for both sides
+            (`layer_norm`, `dropout`, `recurrent_dropout`, `zoneout`,
+            `reset_after`, ...).
+        attention: "bahdanau" or "luong".
+        attention_options: dict of extra mechanism arguments (`units`,
+            `normalize`, `score_mode`, `scale`); Bahdanau's `units` defaults
+            to `units`.
+        attention_layer_size: width of `a_t` (default `units`); None in
+            the dict form is not allowed here - use 0 to output the context.
+        tie_embeddings: share the target embedding with the projection.
+        embedding_dropout: dropout on both embeddings' outputs.
+        output_dropout: dropout on `a_t` before the projection.
+        bridge: "dense" or "zeros".
+        pad_id, bos_id, eos_id: special token ids (shared by both sides).
+        max_source_length: longest source (in tokens) accepted, or None.
+        scheduled_sampling: a `ScheduledSampling` (or its config) or None.
+        decoding: dict of default decoding settings, saved with the model:
+            `beam_size`, `n_best`, `max_length`, `max_length_ratio`,
+            `max_length_offset`, `min_length`, `length_penalty_alpha`,
+            `coverage_penalty_beta` (see `keras_rnn.beam_search`).
+        seed: seed of the dropout and sampling noise.
+
+    Example:
+
+    >>> model = keras_rnn.Seq2Seq(100, 120, embedding_dim=32, units=64)
+    >>> model({"source": np.ones((2, 7)), "target": np.ones((2, 5))}).shape
+    (2, 5, 120)
+    >>> model.compile("adam", keras_rnn.SequenceLoss(label_smoothing=0.1))
+    >>> result = model.decode(source_ids, method="beam", beam_size=5)
+    >>> result.ids.shape   # (batch, n_best, max_length)
+    """
+
+    def __init__(self, source_vocab_size, target_vocab_size, embedding_dim=256,
+                 units=512, encoder_units=None, encoder_layers=1,
+                 decoder_layers=1, bidirectional=True, cell="lstm",
+                 cell_options=None, attention="bahdanau",
+                 attention_options=None, attention_layer_size=None,
+                 tie_embeddings=False, embedding_dropout=0.0,
+                 output_dropout=0.0, bridge="dense", pad_id=0, bos_id=1,
+                 eos_id=2, max_source_length=None, scheduled_sampling=None,
+                 decoding=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.source_vocab_size = _check_vocab("source_vocab_size", source_vocab_size)
+        self.target_vocab_size = _check_vocab("target_vocab_size", target_vocab_size)
+        self.embedding_dim = check_units(embedding_dim)
+        self.units = check_units(units)
+        self.encoder_units = check_units(encoder_units or units)
+        self.encoder_layers = check_units(encoder_layers)
+        self.decoder_layers = check_units(decoder_layers)
+        self.bidirectional = bool(bidirectional)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {tuple(CELLS)}; got {cell!r}.")
+        self.cell = cell
+        self.cell_options = dict(cell_options or {})
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}; got {attention!r}.")
+        self.attention = attention
+        self.attention_options = dict(attention_options or {})
+        self.attention_layer_size = (
+            self.units if attention_layer_size is None else int(attention_layer_size)
+        )
+        if self.attention_layer_size < 0:
+            raise ValueError(
+                f"attention_layer_size must be >= 0; got {attention_layer_size!r}."
+            )
+        self.tie_embeddings = bool(tie_embeddings)
+        self.embedding_dropout = check_rate("embedding_dropout", embedding_dropout)
+        self.output_dropout = check_rate("output_dropout", output_dropout)
+        if bridge not in BRIDGES:
+            raise ValueError(f"bridge must be one of {BRIDGES}; got {bridge!r}.")
+        self.bridge = bridge
+        self.pad_id, self.bos_id, self.eos_id = int(pad_id), int(bos_id), int(eos_id)
+        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
+            raise ValueError(
+                "pad_id, bos_id and eos_id must be different; got "
+                f"{self.pad_id}, {self.bos_id}, {self.eos_id}."
+            )
+        for name in ("pad_id", "bos_id", "eos_id"):
+            if not 0 <= getattr(self, name) < self.target_vocab_size:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is outside the target "
+                    f"vocabulary [0, {self.target_vocab_size})."
+                )
+        if max_source_length is not None:
+            max_source_length = check_units(max_source_length)
+        self.max_source_length = max_source_length
+        if isinstance(scheduled_sampling, dict):
+            scheduled_sampling = ScheduledSampling.from_config(scheduled_sampling)
+        if scheduled_sampling is not None and not isinstance(
+            scheduled_sampling, ScheduledSampling
+        ):
+            raise ValueError(
+                "scheduled_sampling must be a ScheduledSampling, its config "
+                f"dict, or None; got {scheduled_sampling!r}."
+            )
+        self.scheduled_sampling = scheduled_sampling
+        unknown = set(decoding or {}) - set(DECODING_DEFAULTS)
+        if unknown:
+            raise ValueError(
+                f"Unknown decoding settings {sorted(unknown)}; known: "
+                f"{sorted(DECODING_DEFAULTS)}."
+            )
+        self.decoding = {**DECODING_DEFAULTS, **(decoding or {})}
+        decoding_lib._check_settings(
+            self.decoding["beam_size"], self.decoding["n_best"],
+            self.decoding["max_length"], self.decoding["min_length"],
+            self.decoding["max_length_ratio"],
+        )
+        self.seed = seed
+        self._make_layers()
+
+    # --------------------------------------------------------------- layers
+
+    def _make_layers(self):
+        layer_class, cell_class = CELLS[self.cell]
+        options = dict(self.cell_options)
+        seed = self.seed
+        self.source_embedding = keras.layers.Embedding(
+            self.source_vocab_size, self.embedding_dim, name="source_embedding"
+        )
+        self.target_embedding = keras.layers.Embedding(
+            self.target_vocab_size, self.embedding_dim, name="target_embedding"
+        )
+        self.embedding_dropout_layer = keras.layers.Dropout(
+            self.embedding_dropout, seed=seed, name="embedding_dropout"
+        )
+        self.output_dropout_layer = keras.layers.Dropout(
+            self.output_dropout, seed=seed, name="output_dropout"
+        )
+        self.encoder_rnns = []
+        for i in range(self.encoder_layers):
+            rnn = layer_class(
+                self.encoder_units, return_sequences=True, return_state=True,
+                seed=seed, name=f"encoder_{i}", **options,
+            )
+            if self.bidirectional:
+                rnn = keras.layers.Bidirectional(rnn, name=f"encoder_{i}_bidirectional")
+            self.encoder_rnns.append(rnn)
+        decoder_cells = [
+            cell_class(self.units, seed=seed, name=f"decoder_cell_{i}", **options)
+            for i in range(self.decoder_layers)
+        ]
+        attention_options = dict(self.attention_options)
+        if self.attention == "bahdanau":
+            attention_options.setdefault("units", self.units)
+            mechanism = BahdanauAttention(name="attention", **attention_options)
+        else:
+            mechanism = LuongAttention(name="attention", **attention_options)
+        self.decoder = AttentionWrapper(
+            decoder_cells, mechanism,
+            attention_layer_size=self.attention_layer_size or None,
+            name="decoder",
+        )
+        n_states = len(_state_sizes(decoder_cells[0]))
+        self.bridge_layers = []
+        if self.bridge == "dense":
+            for layer in range(self.decoder_layers):
+                for i in range(n_states):
+                    # h (the first state) through tanh; an LSTM's c linear.
+                    self.bridge_layers.append(keras.layers.Dense(
+                        self.units, activation="tanh" if i == 0 else None,
+                        name=f"bridge_{layer}_{i}",
+                    ))
+        self.pre_output = None
+        if self.tie_embeddings and self.output_size != self.embedding_dim:
+            self.pre_output = keras.layers.Dense(
+                self.embedding_dim, use_bias=False, name="pre_output"
+            )
+        self.output_layer = None
+        if not self.tie_embeddings:
+            self.output_layer = keras.layers.Dense(
+                self.target_vocab_size, name="output_projection"
+            )
+        self.sampling_seed = keras.random.SeedGenerator(seed, name="sampling_seed")
+
+    @property
+    def encoder_output_size(self):
+        return self.encoder_units * (2 if self.bidirectional else 1)
+
+    @property
+    def output_size(self):
+        """Width of the decoder output `a_t`."""
+        return self.attention_layer_size or self.encoder_output_size
+
+    def build(self, input_shape=None):
+        emb = self.embedding_dim
+        self.source_embedding.build((None, None))
+        self.target_embedding.build((None, None))
+        width = emb
+        for rnn in self.encoder_rnns:
+            rnn.build((None, None, width))
+            width = self.encoder_output_size
+        self.decoder.build((None, emb), self.encoder_output_size)
+        state_width = self.encoder_output_size
+        for dense in self.bridge_layers:
+            dense.build((None, state_width))
+        width = self.output_size
+        if self.pre_output is not None:
+            self.pre_output.build((None, width))
+            width = self.embedding_dim
+        if self.output_layer is not None:
+            self.output_layer.build((None, width))
+        else:
+            self.output_bias = self.add_weight(
+                name="output_bias", shape=(self.target_vocab_size,),
+                initializer="zeros",
+            )
+        self.sampling_step = self.add_weight(
+            name="sampling_step", shape=(), dtype="int32", initializer="zeros",
+            trainable=False,
+        )
+        self.built = True
+
+    # --------------------------------------------------------------- checks
+
+    def check_source(self, source):
+        """Raises ValueError for a source batch the model cannot decode.
+
+        Checks the rank, an empty batch, sentences longer than
+        `max_source_length` and ids outside the source vocabulary (values
+        only when `source` is concrete, not inside a traced function).
+        """
+        shape = tuple(getattr(source, "shape", np.shape(source)))
+        if len(shape) != 2:
+            raise ValueError(
+                f"source must be a (batch, time) matrix of token ids; got shape {shape}."
+            )
+        if shape[0] == 0:
+            raise ValueError("The source batch is empty (batch size 0).")
+        values = _concrete(source)
+        if values is None:
+            return
+        _check_ids("source", values, self.source_vocab_size)
+        if self.max_source_length is not None:
+            lengths = np.sum(values != self.pad_id, axis=1)
+            longest = int(np.argmax(lengths))
+            if lengths[longest] > self.max_source_length:
+                raise ValueError(
+                    f"Source sentence {longest} has {lengths[longest]} tokens, more "
+                    f"than max_source_length={self.max_source_length}."
+                )
+
+    def decoding_settings(self, **overrides):
+        """The model's decoding settings with the non-None `overrides`."""
+        settings = dict(self.decoding)
+        for key, value in overrides.items():
+            if key not in settings:
+                raise ValueError(f"Unknown decoding setting {key!r}.")
+            if value is not None:
+                settings[key] = value
+        return settings
+
+    # -------------------------------------------------------------- encoder
+
+    def encode(self, source, training=False):
+        """Runs the encoder and the bridge.
+
+        Args:
+            source: `(batch, S)` int ids padded with `pad_id`.
+            training: Python bool.
+
+        Returns:
+            `(memory, state)`: the decoder's `AttentionMemory` and initial
+            `AttentionWrapperState`.
+        """
+        source = ops.cast(source, "int32")
+        mask = ops.not_equal(source, self.pad_id)  # (batch, S)
+        x = self.embedding_dropout_layer(self.source_embedding(source), training=training)
+        states = None
+        for rnn in self.encoder_rnns:
+            out = rnn(x, mask=mask, training=training)
+            x, states = out[0], list(out[1:])
+        memory = self.decoder.attention_mechanism.prepare(x, mask)
+        cell_state = None
+        if self.bridge == "dense":
+            if self.bidirectional:
+                half = len(states) // 2
+                states = [
+                    ops.concatenate([f, b], axis=-1)
+                    for f, b in zip(states[:half], states[half:])
+                ]
+            n = len(states)
+            cell_state = tuple(
+                [self.bridge_layers[layer * n + i](s) for i, s in enumerate(states)]
+                for layer in range(self.decoder_layers)
+            )
+        return memory, self.decoder.get_initial_state(memory, cell_state)
+
+    # -------------------------------------------------------------- decoder
+
+    def project(self, outputs, training=False):
+        """Decoder outputs `(..., output_size)` -> logits `(..., vocab)`."""
+        outputs = self.output_dropout_layer(outputs, training=training)
+        if self.pre_output is not None:
+            outputs = self.pre_output(outputs)
+        return self._logits(outputs)
+
+    def decode_step(self, tokens, state, memory):
+        """One inference step of the decoder (the decoding protocol).
+
+        Args:
+            tokens: `(batch,)` int previous tokens.
+            state: `AttentionWrapperState`.
+            memory: `AttentionMemory`.
+
+        Returns:
+            `(logits, new_state)`, logits `(batch, target_vocab_size)`.
+        """
+        x = self.target_embedding(tokens)  # (batch, emb)
+        output, state = self.decoder.call(x, state, memory)
+        return self.project(output), state
+
+    def teacher_forced(self, source, target, training=False):
+        """Runs encoder and decoder over a gold target prefix.
+
+        Args:
+            source: `(batch, S)` ids.
+            target: `(batch, T)` decoder inputs `[bos, y_1, ..., y_{T-1}]`.
+            training: Python bool (dropout, zoneout, scheduled sampling).
+
+        Returns:
+            `(logits, alignments)`: `(batch, T, vocab)` and the float32
+            `(batch, T, S)` attention weights of each target step.
+        """
+        return self._teacher_forced(source, target, training, alignments=True)
+
+    def _teacher_forced(self, source, target, training, alignments):
+        target = ops.cast(target, "int32")
+        memory, state = self.encode(source, training=training)
+        sampling = training and self.scheduled_sampling is not None
+        if sampling:
+            return self._sampled_decoder(target, memory, state, training, alignments)
+        x = self.embedding_dropout_layer(self.target_embedding(target), training=training)
+        x = ops.transpose(x, (1, 0, 2))  # (T, batch, emb)
+        steps, batch = ops.shape(x)[0], ops.shape(x)[1]
+        wrapper = self.decoder
+        wrapper.prepare_dropout(batch, self.embedding_dim, self.encoder_output_size, training)
+        zoneout = wrapper.draw_zoneout(steps, batch, training)
+        per_step, unpack_zoneout = _per_step_factors(zoneout, training)
+        flat_state = tree.flatten(state)
+        width = self.output_size
+
+        def step(inputs, states):
+            x_t, zoneout_t = inputs
+            factors = unpack_zoneout(zoneout_t)
+            state_t = tree.pack_sequence_as(state, states)
+            output, state_t = wrapper.call(
+                x_t, state_t, memory, training=training, zoneout=factors
+            )
+            if alignments:
+                output = ops.concatenate(
+                    [ops.cast(output, "float32"), state_t.alignments], axis=-1
+                )
+            return output, tree.flatten(state_t)
+
+        _, outputs, _ = keras_backend.rnn(
+            step, (x, per_step), flat_state, time_major=True,
+            input_length=x.shape[0],
+        )
+        wrapper.reset_dropout()
+        outputs = ops.transpose(outputs, (1, 0, 2))  # (batch, T, width [+ S])
+        weights = None
+        if alignments:
+            weights = outputs[..., width:]
+            outputs = ops.cast(outputs[..., :width], self.compute_dtype)
+        return self.project(outputs, training=training), weights
+
+    def _sampled_decoder(self, target, memory, state, training, alignments):
+        """Teacher forcing mixed with the model's own predictions.
+
+        At step t > 0 the input is the gold token with probability
+        `eps_i` (`ScheduledSampling`) and the model's prediction from step
+        t - 1 otherwise; the coins (and the Gumbel noise of "sample") are
+        drawn before the loop.
+        """
+        schedule = self.scheduled_sampling
+        p_sample = schedule.sampling_probability(self.sampling_step)
+        self.sampling_step.assign(self.sampling_step + 1)
+        gold = ops.transpose(target, (1, 0))  # (T, batch)
+        steps, batch = ops.shape(gold)[0], ops.shape(gold)[1]
+        coins = keras.random.uniform((steps, batch), seed=self.sampling_seed)
+        use_model = ops.less(coins, ops.cast(p_sample, "float32"))  # (T, batch)
+        noise = ops.zeros((steps, batch, 1))
+        if schedule.sampling == "sample":
+            uniform = keras.random.uniform(
+                (steps, batch, self.target_vocab_size), minval=1e-9, maxval=1.0,
+                seed=self.sampling_seed,
+            )
+            noise = -ops.log(-ops.log(uniform))  # Gumbel: argmax = a sample
+        # Output dropout as a per-step mask drawn outside the loop.
+        keep = ops.ones((steps, batch, self.output_size))
+        if self.output_dropout:
+            keep = keras.random.dropout(keep, self.output_dropout, seed=self.sampling_seed)
+        wrapper = self.decoder
+        wrapper.prepare_dropout(batch, self.embedding_dim, self.encoder_output_size, training)
+        per_step, unpack_zoneout = _per_step_factors(
+            wrapper.draw_zoneout(steps, batch, training), training
+        )
+        previous = ops.zeros((batch,), "int32")
+        flat_state = [previous] + tree.flatten(state)
+
+        def step(inputs, states):
+            gold_t, use_model_t, noise_t, keep_t, zoneout_t = inputs
+            previous, state_t = states[0], tree.pack_sequence_as(state, states[1:])
+            tokens = ops.where(use_model_t[:, 0], previous, gold_t[:, 0])
+            x_t = self.embedding_dropout_layer(self.target_embedding(tokens), training=training)
+            output, state_t = wrapper.call(
+                x_t, state_t, memory, training=training,
+                zoneout=unpack_zoneout(zoneout_t),
+            )
+            output = output * ops.cast(keep_t, output.dtype)
+            if self.pre_output is not None:
+                output = self.pre_output(output)
+            logits = self._logits(output)
+            prediction = ops.cast(
+                ops.argmax(ops.cast(logits, "float32") + noise_t, axis=-1), "int32"
+            )
+            out = ops.cast(logits, "float32")
+            if alignments:
+                out = ops.concatenate([out, state_t.alignments], axis=-1)
+            return out, [prediction] + tree.flatten(state_t)
+
+        # The first step always takes the gold BOS.
+        use_model = ops.concatenate(
+            [ops.zeros((1, batch), "bool"), use_model[1:]], axis=0
+        )
+        # TensorFlow's loop wants inputs of rank >= 3: (T, batch, 1).
+        gold, use_model = ops.expand_dims(gold, -1), ops.expand_dims(use_model, -1)
+        _, outputs, _ = keras_backend.rnn(
+            step, (gold, use_model, noise, keep, per_step), flat_state,
+            time_major=True, input_length=target.shape[1],
+        )
+        wrapper.reset_dropout()
+        outputs = ops.transpose(outputs, (1, 0, 2))
+        vocab = self.target_vocab_size
+        weights = outputs[..., vocab:] if alignments else None
+        return outputs[..., :vocab], weights
+
+    def _logits(self, outputs):
+        if self.output_layer is not None:
+            return self.output_layer(outputs)
+        embeddings = ops.cast(self.target_embedding.embeddings, outputs.dtype)
+        return ops.matmul(outputs, ops.transpose(embeddings)) + ops.cast(
+            self.output_bias, outputs.dtype
+        )
+
+    def call(self, inputs, training=False):
+        source, target = _split_inputs(inputs)
+        if _concrete(target) is not None:
+            _check_ids("target", _concrete(target), self.target_vocab_size)
+        if _concrete(source) is not None:
+            self.check_source(source)
+        logits, _ = self._teacher_forced(source, target, bool(training), alignments=False)
+        return logits
+
+    # ------------------------------------------------------------- decoding
+
+    def greedy_decode(self, source, **settings):
+        """`keras_rnn.greedy_decode(self, source, **settings)`, eagerly."""
+        return decoding_lib.greedy_decode(self, source, **settings)
+
+    def beam_search(self, source, **settings):
+        """`keras_rnn.beam_search(self, source, **settings)`, eagerly."""
+        return decoding_lib.beam_search(self, source, **settings)
+
+    def decode(self, source, method="beam", **settings):
+        """Decodes a batch with a compiled, cached decoder.
+
+        The first call for a given method, settings and input shape traces
+        and compiles the whole search (`tf.function` on TensorFlow,
+        `jax.jit` on JAX); later calls reuse it with the current weights.
+
+        Args:
+            source: `(batch, S)` int ids (NumPy or tensor).
+            method: "beam" or "greedy".
+            **settings: overrides of the model's decoding settings.
+
+        Returns:
+            `DecodeResult` of NumPy arrays.
+        """
+        if method not in ("beam", "greedy"):
+            raise ValueError(f"method must be 'beam' or 'greedy'; got {method!r}.")
+        source = np.asarray(ops.convert_to_numpy(source)) if not isinstance(
+            source, np.ndarray) else source
+        self.check_source(source)
+        if not self.built:
+            self.build()
+        if method == "greedy":
+            settings.pop("beam_size", None)
+            settings.pop("n_best", None)
+            settings.pop("length_penalty_alpha", None)
+            settings.pop("coverage_penalty_beta", None)
+        key = (method, tuple(sorted(settings.items())))
+        cache = self.__dict__.setdefault("_decoder_cache", {})
+        if key not in cache:
+            cache[key] = _compile_decoder(self, method, settings)
+        result = cache[key](source.astype("int32"))
+        return decoding_lib.DecodeResult(*(np.asarray(ops.convert_to_numpy(r)) for r in result))
+
+    # --------------------------------------------------------------- config
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "source_vocab_size": self.source_vocab_size,
+            "target_vocab_size": self.target_vocab_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "encoder_units": self.encoder_units,
+            "encoder_layers": self.encoder_layers,
+            "decoder_layers": self.decoder_layers,
+            "bidirectional": self.bidirectional,
+            "cell": self.cell,
+            "cell_options": dict(self.cell_options),
+            "attention": self.attention,
+            "attention_options": dict(self.attention_options),
+            "attention_layer_size": self.attention_layer_size,
+            "tie_embeddings": self.tie_embeddings,
+            "embedding_dropout": self.embedding_dropout,
+            "output_dropout": self.output_dropout,
+            "bridge": self.bridge,
+            "pad_id": self.pad_id,
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+            "max_source_length": self.max_source_length,
+            "scheduled_sampling": (
+                self.scheduled_sampling.get_config()
+                if self.scheduled_sampling is not None else None
+            ),
+            "decoding": dict(self.decoding),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _compile_decoder(model, method, settings):
+    fn = decoding_lib.beam_search if method == "beam" else decoding_lib.greedy_decode
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda source: tuple(fn(model, source, **settings)),
+                           reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        variables = model.variables
+
+        def pure(values, source):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return tuple(fn(model, source, **settings))
+
+        jitted = jax.jit(pure)
+        return lambda source: jitted([v.value for v in variables], source)
+    return lambda source: tuple(fn(model, source, **settings))
+
+
+def _per_step_factors(zoneout, training):
+    """Splits per-cell zoneout factors into loop inputs and constants.
+
+    Returns:
+        `(per_step, unpack)`: the tuple of `(T, batch, ...)` factors to feed
+        the time loop (training), and a function that turns one step's slice
+        of it back into the per-cell list (constants and Nones in place).
+    """
+    if not training:
+        return (), lambda _: list(zoneout)
+    present = [i for i, z in enumerate(zoneout) if z is not None]
+
+    def unpack(step_factors):
+        factors = [None] * len(zoneout)
+        for i, factor in zip(present, step_factors):
+            factors[i] = factor
+        return factors
+
+    return tuple(zoneout[i] for i in present), unpack
+
+
+def _split_inputs(inputs):
+    if isinstance(inputs, dict):
+        missing = {"source", "target"} - set(inputs)
+        if missing:
+            raise ValueError(
+                f"Seq2Seq inputs need the keys 'source' and 'target'; missing {sorted(missing)}."
+            )
+        return inputs["source"], inputs["target"]
+    if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+        return inputs[0], inputs[1]
+    raise ValueError(
+        "Seq2Seq inputs must be {'source': ids, 'target': ids} or "
+        f"(source, target); got {type(inputs).__name__}."
+    )
+
+
+def _concrete(x):
+    """`x` as a NumPy array, or None if it is symbolic / traced."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, keras.KerasTensor):
+        return None
+    try:
+        return np.asarray(ops.convert_to_numpy(x))
+    except Exception:  # TF graph tensors and JAX tracers
+        return None
+
+
+def _check_ids(name, values, vocab_size):
+    bad = (values < 0) | (values >= vocab_size)
+    if np.any(bad):
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} token id {int(values[row, col])} at sentence {row}, "
+            f"position {col} is outside the vocabulary [0, {vocab_size})."
+        )
+
+
+def _check_vocab(name, value):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def _state_sizes(cell):
+    size = cell.state_size
+    return list(size) if isinstance(size, (list, tuple)) else [size]
+
+
