@@ -130,13 +130,14 @@ class _AttentionMechanism(keras.layers.Layer):
             mask = ops.cast(mask, "bool")
         return AttentionMemory(values, self.compute_keys(values), mask)
 
-    def call(self, query, values, mask=None, keys=None):
+    def call(self, query, values, values_mask=None, keys=None):
         """Attends with `query` over `values`.
 
         Args:
             query: `(batch, query_dim)`.
             values: `(batch, source_time, value_dim)`.
-            mask: `(batch, source_time)` boolean, True on real positions.
+            values_mask: `(batch, source_time)` boolean, True on real
+                positions (not named `mask`: that is Keras's propagated mask).
             keys: optional precomputed `compute_keys(values)`.
 
         Returns:
@@ -145,14 +146,14 @@ class _AttentionMechanism(keras.layers.Layer):
         """
         if keys is None:
             keys = self.compute_keys(values)
-        weights = masked_softmax(self.score(query, keys), mask)
+        weights = masked_softmax(self.score(query, keys), values_mask)
         # (batch, 1, source_time) @ (batch, source_time, value_dim)
         context = ops.matmul(
             ops.expand_dims(ops.cast(weights, values.dtype), 1), values
         )
         return ops.squeeze(context, 1), weights
 
-    def compute_output_spec(self, query, values, mask=None, keys=None):
+    def compute_output_spec(self, query, values, values_mask=None, keys=None):
         batch, time = values.shape[0], values.shape[1]
         return (
             keras.KerasTensor((batch, values.shape[-1]), dtype=self.compute_dtype),
@@ -194,7 +195,7 @@ class BahdanauAttention(_AttentionMechanism):
     Call arguments:
         query: `(batch, query_dim)`.
         values: `(batch, source_time, value_dim)`.
-        mask: `(batch, source_time)` boolean, True on real positions.
+        values_mask: `(batch, source_time)` boolean, True on real positions.
         keys: optional precomputed `compute_keys(values)`.
 
     Returns:
@@ -537,7 +538,7 @@ class AttentionWrapper(keras.layers.Layer):
         # `call`, not `__call__`: built in `build`, and `values` may carry
         # the encoder's Keras mask, which `memory.mask` already holds.
         context, alignments = self.attention_mechanism.call(
-            x, memory.values, mask=memory.mask, keys=memory.keys
+            x, memory.values, values_mask=memory.mask, keys=memory.keys
         )
         attention = context
         if self.attention_layer is not None:

@@ -516,9 +516,15 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
             parent_ids=ops.slice_update(
                 beam.parent_ids, (0, 0, step), ops.expand_dims(parents, -1)
             ),
+            # Stored by the slot the hypothesis now occupies, like step_ids.
             step_alignments=ops.slice_update(
                 beam.step_alignments, (0, 0, step, 0),
-                ops.expand_dims(alignments, 2),
+                ops.expand_dims(
+                    ops.take_along_axis(
+                        alignments, ops.expand_dims(parents, -1), axis=1
+                    ),
+                    2,
+                ),
             ),
         )
 
@@ -531,7 +537,11 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         lengths=ops.zeros((batch, beam_size), "int32"),
         coverage=ops.zeros((batch, beam_size, source_time), "float32"),
         step_ids=ops.full((batch, beam_size, steps), model.pad_id, "int32"),
-        parent_ids=ops.zeros((batch, beam_size, steps), "int32"),
+        # Steps the early stop skips keep every slot where it is.
+        parent_ids=ops.broadcast_to(
+            ops.reshape(ops.arange(beam_size, dtype="int32"), (1, beam_size, 1)),
+            (batch, beam_size, steps),
+        ),
         step_alignments=ops.zeros((batch, beam_size, steps, source_time), "float32"),
     )
     (final,) = ops.while_loop(cond, body, (initial,))
