@@ -628,10 +628,11 @@ class Seq2Seq(keras.Model):
                 seed=self.sampling_seed,
             )
             noise = -ops.log(-ops.log(uniform))  # Gumbel: argmax = a sample
-        # Output dropout as a per-step mask drawn outside the loop.
-        keep = ops.ones((steps, batch, self.output_size))
-        if self.output_dropout:
-            keep = keras.random.dropout(keep, self.output_dropout, seed=self.sampling_seed)
+        # Embedding and output dropout as masks drawn outside the loop.
+        keep = _dropout_mask((steps, batch, self.output_size), self.output_dropout,
+                             self.sampling_seed)
+        embedding_keep = _dropout_mask((steps, batch, self.embedding_dim),
+                                       self.embedding_dropout, self.sampling_seed)
         wrapper = self.decoder
         wrapper.prepare_dropout(batch, self.embedding_dim, self.encoder_output_size, training)
         per_step, unpack_zoneout = _per_step_factors(
@@ -641,10 +642,11 @@ class Seq2Seq(keras.Model):
         flat_state = [previous] + tree.flatten(state)
 
         def step(inputs, states):
-            gold_t, use_model_t, noise_t, keep_t, zoneout_t = inputs
+            gold_t, use_model_t, noise_t, keep_t, embedding_keep_t, zoneout_t = inputs
             previous, state_t = states[0], tree.pack_sequence_as(state, states[1:])
             tokens = ops.where(use_model_t[:, 0], previous, gold_t[:, 0])
-            x_t = self.embedding_dropout_layer(self.target_embedding(tokens), training=training)
+            x_t = self.target_embedding(tokens)
+            x_t = x_t * ops.cast(embedding_keep_t, x_t.dtype)
             output, state_t = wrapper.call(
                 x_t, state_t, memory, training=training,
                 zoneout=unpack_zoneout(zoneout_t),
@@ -668,7 +670,7 @@ class Seq2Seq(keras.Model):
         # TensorFlow's loop wants inputs of rank >= 3: (T, batch, 1).
         gold, use_model = ops.expand_dims(gold, -1), ops.expand_dims(use_model, -1)
         _, outputs, _ = keras_backend.rnn(
-            step, (gold, use_model, noise, keep, per_step), flat_state,
+            step, (gold, use_model, noise, keep, embedding_keep, per_step), flat_state,
             time_major=True, input_length=target.shape[1],
         )
         wrapper.reset_dropout()
@@ -800,6 +802,14 @@ def _compile_decoder(model, method, settings):
         jitted = jax.jit(pure)
         return lambda source: jitted([v.value for v in variables], source)
     return lambda source: tuple(fn(model, source, **settings))
+
+
+def _dropout_mask(shape, rate, seed):
+    """Inverted-dropout mask (values 0 and 1 / (1 - rate)), or ones."""
+    ones = ops.ones(shape)
+    if not rate:
+        return ones
+    return keras.random.dropout(ones, rate, seed=seed)
 
 
 def _per_step_factors(zoneout, training):

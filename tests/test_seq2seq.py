@@ -1,0 +1,250 @@
+"""Seq2Seq: loss, scheduled sampling, the two decoder paths, saving, and
+learning a synthetic task."""
+
+import os
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+import keras_rnn
+from keras_rnn import decoding
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def _model(seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    options = dict(embedding_dim=6, units=8, encoder_units=5, cell="gru")
+    options.update(kwargs)
+    model = keras_rnn.Seq2Seq(11, 13, **options)
+    model.build()
+    return model
+
+
+SOURCE = np.array([[3, 4, 5, 6, 0], [7, 8, 0, 0, 0], [4, 4, 4, 4, 4]])
+TARGET_IN = np.array([[BOS, 5, 6, 7], [BOS, 9, 10, 0], [BOS, 3, 0, 0]])
+TARGET_OUT = np.array([[5, 6, 7, EOS], [9, 10, EOS, 0], [3, EOS, 0, 0]])
+INPUTS = {"source": SOURCE, "target": TARGET_IN}
+
+
+# ------------------------------------------------------------------ loss
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_sequence_loss_is_the_masked_token_mean(smoothing):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 4, 13)).astype("float32")
+    loss = keras_rnn.SequenceLoss(label_smoothing=smoothing)
+    got = float(_np(loss(TARGET_OUT, logits)))
+    # NumPy: q = (1 - eps) onehot + eps / V, mean over the 9 real tokens.
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    q = (1 - smoothing) * np.eye(13)[TARGET_OUT] + smoothing / 13
+    per_token = -(q * log_p).sum(-1)
+    mask = TARGET_OUT != PAD
+    np.testing.assert_allclose(got, per_token[mask].mean(), rtol=1e-5)
+    # Keras's own categorical cross-entropy on the real tokens agrees.
+    reference = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=smoothing)
+    np.testing.assert_allclose(
+        got, float(_np(reference(np.eye(13)[TARGET_OUT][mask], logits[mask]))), rtol=1e-5)
+    # Sample weights weight sentences; padding still does not count.
+    weights = np.array([1.0, 0.0, 2.0])
+    got = float(_np(loss(TARGET_OUT, logits, sample_weight=weights)))
+    w = mask * weights[:, None]
+    np.testing.assert_allclose(got, (per_token * w).sum() / w.sum(), rtol=1e-5)
+
+
+def test_sequence_loss_config_and_errors():
+    loss = keras_rnn.SequenceLoss(pad_id=3, label_smoothing=0.2)
+    clone = keras_rnn.SequenceLoss.from_config(loss.get_config())
+    assert (clone.pad_id, clone.label_smoothing) == (3, 0.2)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        keras_rnn.SequenceLoss(label_smoothing=1.0)
+
+
+# ---------------------------------------------------- scheduled sampling
+
+
+def test_schedules_follow_their_formulas():
+    steps = np.array([0.0, 10.0, 500.0, 5000.0])
+    linear = keras_rnn.ScheduledSampling("linear", k=1.0, c=1e-3, min_teacher_forcing=0.1)
+    np.testing.assert_allclose(_np(linear.teacher_forcing_probability(steps)),
+                               np.maximum(0.1, 1.0 - 1e-3 * steps), rtol=1e-6)
+    exponential = keras_rnn.ScheduledSampling("exponential", k=0.999)
+    np.testing.assert_allclose(_np(exponential.teacher_forcing_probability(steps)),
+                               0.999 ** steps, rtol=2e-4)
+    sigmoid = keras_rnn.ScheduledSampling("inverse_sigmoid", k=100.0)
+    np.testing.assert_allclose(_np(sigmoid.teacher_forcing_probability(steps)),
+                               100 / (100 + np.exp(steps / 100)), rtol=1e-5)
+    np.testing.assert_allclose(_np(sigmoid.sampling_probability(steps)),
+                               1 - 100 / (100 + np.exp(steps / 100)), rtol=1e-5)
+    for bad in (dict(schedule="cosine"), dict(schedule="exponential", k=2.0),
+                dict(schedule="inverse_sigmoid", k=0.5), dict(sampling="beam")):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            keras_rnn.ScheduledSampling(**bad)
+
+
+def test_scheduled_sampling_with_full_teacher_forcing_is_teacher_forcing():
+    plain = _model(seed=1)
+    sampled = _model(seed=1, scheduled_sampling=dict(schedule="linear", k=1.0, c=0.0))
+    sampled.set_weights(plain.get_weights())
+    np.testing.assert_allclose(_np(sampled(INPUTS, training=True)),
+                               _np(plain(INPUTS, training=True)), atol=1e-5)
+    assert int(_np(sampled.sampling_step)) == 1  # counts training calls
+    sampled(INPUTS, training=False)
+    assert int(_np(sampled.sampling_step)) == 1
+
+
+def test_scheduled_sampling_without_teacher_forcing_feeds_the_models_predictions():
+    model = _model(seed=2, scheduled_sampling=dict(
+        schedule="linear", k=1e-9, c=0.0, sampling="argmax"))
+    logits = _np(model(INPUTS, training=True))
+    # Feeding back the argmax at every step is the same as teacher forcing
+    # on the model's own argmax sequence.
+    own = np.concatenate([TARGET_IN[:, :1], logits.argmax(-1)[:, :-1]], axis=1)
+    model.scheduled_sampling = None
+    expected = _np(model({"source": SOURCE, "target": own}, training=True))
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+
+
+def test_fit_with_scheduled_sampling_advances_the_schedule():
+    model = _model(seed=3, scheduled_sampling=dict(schedule="inverse_sigmoid", k=2.0),
+                   cell_options=dict(dropout=0.1, recurrent_dropout=0.1, zoneout=0.1),
+                   embedding_dropout=0.1, output_dropout=0.1)
+    model.compile(keras.optimizers.Adam(1e-2), keras_rnn.SequenceLoss())
+    history = model.fit(INPUTS, TARGET_OUT, batch_size=3, epochs=4, verbose=0)
+    assert int(_np(model.sampling_step)) == 4
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+# ------------------------------------------------ the two decoder paths
+
+
+@pytest.mark.parametrize("options", [
+    dict(cell="lstm", decoder_layers=2, encoder_layers=2),
+    dict(cell="gru", attention="luong", attention_options={"score_mode": "general"},
+         cell_options={"layer_norm": True}),
+    dict(cell="simple_rnn", bidirectional=False, bridge="zeros", tie_embeddings=True),
+])
+def test_teacher_forcing_equals_stepping_the_decoder(options):
+    """The fused teacher-forced loop and `decode_step` (used by the
+    searches) compute the same logits and alignments."""
+    model = _model(seed=4, **options)
+    logits, alignments = model.teacher_forced(SOURCE, TARGET_IN)
+    memory, state = model.encode(SOURCE)
+    for t in range(TARGET_IN.shape[1]):
+        step_logits, state = model.decode_step(
+            ops.convert_to_tensor(TARGET_IN[:, t], "int32"), state, memory)
+        np.testing.assert_allclose(_np(step_logits), _np(logits)[:, t], atol=1e-5)
+        np.testing.assert_allclose(_np(state.alignments), _np(alignments)[:, t], atol=1e-6)
+    # Padding of the source gets no attention.
+    assert np.all(_np(alignments)[SOURCE[:, None, :].repeat(4, 1) == PAD] == 0.0)
+
+
+def test_tied_embeddings_project_with_the_target_embedding():
+    model = _model(seed=5, tie_embeddings=True, embedding_dim=6, units=8)
+    names = [w.path for w in model.weights]
+    assert not any("output_projection" in n for n in names)
+    assert model.pre_output is not None  # units 8 != embedding 6
+    logits, _ = model.teacher_forced(SOURCE, TARGET_IN)
+    # Recompute the projection from the decoder outputs.
+    x = model.target_embedding(TARGET_IN)
+    memory, state = model.encode(SOURCE)
+    output, _ = model.decoder.call(x[:, 0], state, memory)
+    expected = (_np(output) @ _np(model.pre_output.kernel)
+                @ _np(model.target_embedding.embeddings).T + _np(model.output_bias))
+    np.testing.assert_allclose(_np(logits)[:, 0], expected, atol=1e-5)
+
+
+def test_bad_configuration_names_the_argument():
+    for kwargs, name in [
+        (dict(cell="transformer"), "cell"),
+        (dict(attention="monotonic"), "attention"),
+        (dict(bridge="copy"), "bridge"),
+        (dict(pad_id=1), "different"),
+        (dict(eos_id=20), "eos_id"),
+        (dict(decoding={"beam": 3}), "decoding"),
+        (dict(decoding={"beam_size": 0}), "beam_size"),
+        (dict(embedding_dropout=1.5), "embedding_dropout"),
+        (dict(units=0), "units"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            keras_rnn.Seq2Seq(11, 13, **kwargs)
+    model = _model()
+    with pytest.raises(ValueError, match="target token id 13"):
+        model({"source": SOURCE, "target": np.array([[BOS, 13, 0, 0]] * 3)})
+    with pytest.raises(ValueError, match="'source' and 'target'"):
+        model({"source": SOURCE})
+
+
+# --------------------------------------------------------------- saving
+
+
+def test_save_and_load_keeps_outputs_and_decoding(tmp_path):
+    model = _model(seed=6, cell="lstm", cell_options={"layer_norm": True},
+                   scheduled_sampling=dict(schedule="exponential", k=0.99),
+                   max_source_length=9,
+                   decoding=dict(beam_size=3, n_best=2, max_length=7,
+                                 length_penalty_alpha=0.6, coverage_penalty_beta=0.2))
+    model.compile(keras.optimizers.Adam(1e-2), keras_rnn.SequenceLoss(label_smoothing=0.1))
+    model.fit(INPUTS, TARGET_OUT, epochs=2, verbose=0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.decoding == model.decoding
+    assert loaded.max_source_length == 9
+    assert loaded.scheduled_sampling.get_config() == model.scheduled_sampling.get_config()
+    assert loaded.loss.label_smoothing == 0.1
+    np.testing.assert_allclose(_np(loaded(INPUTS)), _np(model(INPUTS)), atol=0)
+    for method in ("beam", "greedy"):
+        before, after = model.decode(SOURCE, method=method), loaded.decode(SOURCE, method=method)
+        for field in decoding.DecodeResult._fields:
+            np.testing.assert_array_equal(getattr(after, field), getattr(before, field))
+    assert model.decode(SOURCE).ids.shape == (3, 2, 7)  # the saved settings
+
+
+# ------------------------------------------------------------- learning
+
+
+def _reverse_task(n, rng, low=3, high=7):
+    """Digits (ids 3..12) in, the same digits reversed out."""
+    lengths = rng.integers(low, high + 1, n)
+    source = np.zeros((n, high), "int32")
+    target_in = np.zeros((n, high + 1), "int32")
+    target_out = np.zeros((n, high + 1), "int32")
+    for i, length in enumerate(lengths):
+        digits = rng.integers(3, 13, length)
+        source[i, :length] = digits
+        target_in[i, 0], target_in[i, 1:length + 1] = BOS, digits[::-1]
+        target_out[i, :length], target_out[i, length] = digits[::-1], EOS
+    return source, target_in, target_out
+
+
+def test_seq2seq_learns_to_reverse_digit_sequences():
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    source, target_in, target_out = _reverse_task(3000, rng)
+    test_source, _, test_out = _reverse_task(300, rng)
+    seen = {tuple(s) for s in source}
+    held_out = np.array([tuple(s) not in seen for s in test_source])
+    assert held_out.sum() > 250
+    model = keras_rnn.Seq2Seq(13, 13, embedding_dim=32, units=64, encoder_units=32,
+                              cell="gru", attention="luong",
+                              decoding=dict(max_length=8, beam_size=3))
+    steps = 5 * (3000 // 64 + 1)
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.05)
+    model.compile(keras.optimizers.Adam(schedule, global_clipnorm=1.0),
+                  keras_rnn.SequenceLoss())
+    model.fit({"source": source, "target": target_in}, target_out,
+              batch_size=64, epochs=5, verbose=0)
+    for method in ("greedy", "beam"):
+        ids = model.decode(test_source[held_out], method=method).ids[:, 0]
+        exact = np.all(ids == test_out[held_out], axis=1).mean()
+        assert exact >= 0.99, (method, exact)
