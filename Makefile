@@ -1,5 +1,6 @@
 # Two commands on a fresh machine (Python 3.10+ with venv):
 #   make demo   - create .venv, install keras-rnn, train the demo models
+#                 (the adding problem; sorting digits with attention)
 #   make test   - create .venv, install keras-rnn + test deps, run the whole
 #                 suite on the TensorFlow backend, then on the JAX backend
 PYTHON ?= python3
@@ -18,6 +19,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt
 
 demo: venv
 	$(PY) -m keras_rnn.demo
+	$(PY) -m keras_rnn.demo_seq2seq
 
 test: test-tensorflow test-jax
 
@@ -30,6 +32,8 @@ test-jax: venv
 bench: venv
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/bench_layers.py
 	KERAS_BACKEND=jax $(PY) benchmarks/bench_layers.py
+	KERAS_BACKEND=tensorflow $(PY) benchmarks/bench_decoding.py
+	KERAS_BACKEND=jax $(PY) benchmarks/bench_decoding.py
 
 constraints: venv
 	( sed -n '1,2p' requirements/constraints.txt; $(PY) -m pip freeze --exclude-editable ) > requirements/constraints.tmp

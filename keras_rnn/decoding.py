@@ -189,6 +189,32 @@ def restrict_log_probs(log_probs, step, finished, limits, *, pad_id, bos_id,
     return ops.where(ops.expand_dims(finished, -1), finished_row, log_probs)
 
 
+def _top_candidates(ranking, k):
+    """The `k` best of each sentence's `K * V` candidates, in two stages.
+
+    The best `k` of every slot first (`(B, K, V)` -> `(B, K, k)`), then the
+    best `k` of those `K * k`: the same candidates, in the same order (ties
+    go to the lower slot, then the lower token, as a flat `top_k` would), as
+    one `top_k` over `K * V` values, but much cheaper for large vocabularies.
+
+    Args:
+        ranking: `(B, K, V)` float32 candidate scores.
+        k: number of candidates to keep.
+
+    Returns:
+        `(parents, tokens)`, `(B, k)` int32 slot and token of each, best first.
+    """
+    batch, beam, vocab = ops.shape(ranking)
+    per_slot = min(k, ranking.shape[-1])
+    values, tokens = ops.top_k(ranking, per_slot)  # (B, K, per_slot)
+    _, best = ops.top_k(ops.reshape(values, (batch, beam * per_slot)), k)  # (B, k)
+    best = ops.cast(best, "int32")
+    tokens = ops.take_along_axis(
+        ops.reshape(ops.cast(tokens, "int32"), (batch, beam * per_slot)), best, axis=1
+    )
+    return best // per_slot, tokens
+
+
 def gather_tree(step_ids, parent_ids):
     """Back-tracks beam-search parent pointers into whole hypotheses.
 
@@ -487,12 +513,8 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         ranking = ranking + ops.expand_dims(
             coverage_penalty(coverage, source_mask, beta), -1
         )
-        _, top = ops.top_k(
-            ops.reshape(ranking, (batch, beam_size * vocab)), beam_size
-        )
-        top = ops.cast(top, "int32")
-        parents = top // vocab  # (B, K)
-        tokens = top % vocab  # (B, K)
+        parents, tokens = _top_candidates(ranking, beam_size)  # (B, K) each
+        top = parents * vocab + tokens
         log_probs = ops.take_along_axis(
             ops.reshape(total, (batch, beam_size * vocab)), top, axis=1
         )

@@ -706,20 +706,29 @@ class Seq2Seq(keras.Model):
         """`keras_rnn.beam_search(self, source, **settings)`, eagerly."""
         return decoding_lib.beam_search(self, source, **settings)
 
-    def decode(self, source, method="beam", **settings):
-        """Decodes a batch with a compiled, cached decoder.
+    def decode(self, source, method="beam", batch_size=None, **settings):
+        """Decodes sentences with a compiled, cached decoder.
 
         The first call for a given method, settings and input shape traces
         and compiles the whole search (`tf.function` on TensorFlow,
         `jax.jit` on JAX); later calls reuse it with the current weights.
 
+        With `batch_size`, the sentences are sorted by length and decoded
+        `batch_size` at a time, each chunk cut to its own longest sentence
+        (rounded up to a multiple of 8, so few shapes get compiled): a batch
+        runs until its longest hypothesis ends, so grouping similar lengths
+        wastes less. The results come back in the input order, identical to
+        decoding each sentence alone.
+
         Args:
-            source: `(batch, S)` int ids (NumPy or tensor).
+            source: `(batch, S)` int ids (NumPy or tensor), padded at the end.
             method: "beam" or "greedy".
+            batch_size: sentences per compiled call, or None for all at once.
             **settings: overrides of the model's decoding settings.
 
         Returns:
-            `DecodeResult` of NumPy arrays.
+            `DecodeResult` of NumPy arrays (with `batch_size`, `ids` and
+            `alignments` padded to the longest chunk).
         """
         if method not in ("beam", "greedy"):
             raise ValueError(f"method must be 'beam' or 'greedy'; got {method!r}.")
@@ -737,8 +746,40 @@ class Seq2Seq(keras.Model):
         cache = self.__dict__.setdefault("_decoder_cache", {})
         if key not in cache:
             cache[key] = _compile_decoder(self, method, settings)
-        result = cache[key](source.astype("int32"))
-        return decoding_lib.DecodeResult(*(np.asarray(ops.convert_to_numpy(r)) for r in result))
+        decoder = cache[key]
+
+        def run(batch):
+            result = decoder(batch.astype("int32"))
+            return [np.asarray(ops.convert_to_numpy(r)) for r in result]
+
+        if batch_size is None or len(source) <= batch_size:
+            return decoding_lib.DecodeResult(*run(source))
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
+        real = source != self.pad_id
+        extent = np.where(real.any(1), real.shape[1] - np.argmax(real[:, ::-1], 1), 1)
+        order = np.argsort(extent, kind="stable")
+        parts = []
+        for start in range(0, len(source), batch_size):
+            rows = order[start:start + batch_size]
+            width = min(source.shape[1], -(-int(extent[rows].max()) // 8) * 8)
+            chunk = source[rows, :width]
+            if len(rows) < batch_size:  # keep one compiled shape per width
+                filler = np.repeat(chunk[-1:], batch_size - len(rows), axis=0)
+                chunk = np.concatenate([chunk, filler])
+            parts.append((rows, [r[: len(rows)] for r in run(chunk)]))
+        steps = max(part[0].shape[-1] for _, part in parts)
+        ids = np.full((len(source),) + parts[0][1][0].shape[1:2] + (steps,),
+                      self.pad_id, "int32")
+        alignments = np.zeros(ids.shape + (source.shape[1],), "float32")
+        scores, log_probs, lengths = (
+            np.zeros(ids.shape[:2], dtype) for dtype in ("float32", "float32", "int32")
+        )
+        for rows, (p_ids, p_scores, p_log_probs, p_lengths, p_align) in parts:
+            ids[rows, :, : p_ids.shape[-1]] = p_ids
+            alignments[rows, :, : p_align.shape[2], : p_align.shape[3]] = p_align
+            scores[rows], log_probs[rows], lengths[rows] = p_scores, p_log_probs, p_lengths
+        return decoding_lib.DecodeResult(ids, scores, log_probs, lengths, alignments)
 
     # --------------------------------------------------------------- config
 

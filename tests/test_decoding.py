@@ -87,6 +87,16 @@ def test_gather_tree_matches_a_python_backtrack():
             np.testing.assert_array_equal(ids[b, k], expected[::-1])
 
 
+@pytest.mark.parametrize("k,vocab", [(3, 7), (5, 4), (1, 6)])
+def test_two_stage_top_k_equals_flat_top_k_including_ties(k, vocab):
+    rng = np.random.default_rng(k)
+    # Small integers: many ties, which must break as a flat top_k does.
+    ranking = rng.integers(0, 4, (6, k, vocab)).astype("float32")
+    parents, tokens = decoding._top_candidates(ranking, k)
+    _, flat = ops.top_k(ranking.reshape(6, k * vocab), k)
+    np.testing.assert_array_equal(_np(parents) * vocab + _np(tokens), _np(flat))
+
+
 def test_length_limits_absolute_and_relative():
     lengths = np.array([1, 4, 10])
     np.testing.assert_array_equal(_np(decoding.length_limits(lengths, 8)), [8, 8, 8])
@@ -338,6 +348,20 @@ def test_a_sentence_decodes_the_same_alone_and_in_a_padded_batch():
             np.testing.assert_allclose(batch.alignments[i, ..., :length],
                                        alone.alignments[0], atol=1e-6)
             assert np.all(batch.alignments[i, ..., length:] == 0.0)
+
+
+def test_length_sorted_chunks_give_the_same_results():
+    model = _model(vocab=12, seed=6)
+    sources = np.random.default_rng(0).integers(3, 7, (7, 11))
+    for i, length in enumerate([11, 1, 3, 9, 2, 6, 4]):
+        sources[i, length:] = PAD
+    for method in ("greedy", "beam"):
+        whole = model.decode(sources, method=method, max_length=6)
+        chunked = model.decode(sources, method=method, max_length=6, batch_size=3)
+        np.testing.assert_array_equal(chunked.ids, whole.ids)
+        np.testing.assert_array_equal(chunked.lengths, whole.lengths)
+        np.testing.assert_allclose(chunked.scores, whole.scores, atol=1e-5)
+        np.testing.assert_allclose(chunked.alignments, whole.alignments, atol=1e-6)
 
 
 def test_compiled_decoder_equals_the_eager_one():
