@@ -3,10 +3,11 @@
 Backpropagation through time over a sequence of `T` steps keeps every step's
 activations until the backward pass and makes one update per sequence.
 TBPTT (Williams & Peng 1990, "An efficient gradient-based algorithm for
-on-line training of recurrent network trajectories"; the TBPTT(k1, k2)
-notation is from Sutskever 2013, "Training Recurrent Neural Networks", PhD
-thesis, University of Toronto, section 2.8.6) cuts the sequence into
-consecutive chunks of `k` steps and, for the chunk `c` of every sequence,
+on-line training of recurrent network trajectories", Neural Computation 2(4);
+written TBPTT(k1, k2) in Sutskever 2013, "Training Recurrent Neural
+Networks", PhD thesis, University of Toronto: an update every k1 steps,
+gradients through k2) cuts the sequence into consecutive chunks of `k`
+steps and, for the chunk `c` of every sequence,
 
     h_0^(c)   = stop_gradient(h_k^(c-1))         # h_0^(1) = 0
     h_k^(c)   = RNN(x^(c), h_0^(c); theta)       # forward k steps
@@ -104,7 +105,7 @@ class TBPTTSequence(keras.utils.PyDataset):
     sample weight 0, and its `r` real steps weight `chunk_length / r` (as
     Keras does for masks, so that the default `"sum_over_batch_size"` loss
     of that batch is the mean over its real steps). Every batch then has one
-    static shape, so the train step compiles once. Batches then always carry
+    static shape, so the train step compiles once; and all batches carry
     sample weights: compile plain metrics as `weighted_metrics` to keep the
     padded steps out of them. `remainder="drop"` leaves the last
     `T % chunk_length` steps out instead.
@@ -132,8 +133,9 @@ class TBPTTSequence(keras.utils.PyDataset):
             `T % chunk_length` steps (see above).
         seed: seed of the shuffling.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`,
-            `use_multiprocessing`, `max_queue_size`); Keras keeps the batch
-            order with several workers too.
+            `use_multiprocessing`, `max_queue_size`). Keras keeps the batch
+            order with several workers, but this class checks the order only
+            with one worker in the main process (the default).
 
     Example:
 
@@ -269,7 +271,9 @@ class TBPTTSequence(keras.utils.PyDataset):
             be less than `chunk_length` for a padded last chunk).
         """
         if not 0 <= index < len(self):
-            raise IndexError(f"Batch index {index} out of range [0, {len(self)}).")
+            raise IndexError(
+                f"Batch index {index} out of range [0, {len(self)})."
+            )
         group, chunk = divmod(index, self.chunks_per_sequence)
         rows = self.rows[group * self.batch_size:(group + 1) * self.batch_size]
         start = chunk * self.chunk_length
@@ -355,7 +359,7 @@ class TBPTTSequence(keras.utils.PyDataset):
             )
         outputs = np.asarray(outputs)
         expected = len(self) * self.batch_size
-        if outputs.ndim < 2 or outputs.shape[:2] != (expected, self.chunk_length):
+        if outputs.shape[:2] != (expected, self.chunk_length):
             raise ValueError(
                 "Argument `outputs` must have shape (len(self) * batch_size, "
                 f"chunk_length, ...) = ({expected}, {self.chunk_length}, ...), "
@@ -463,7 +467,7 @@ class StatefulRNN(keras.layers.Wrapper):
         ]
 
     def call(self, inputs, mask=None, training=None):
-        initial_state = [ops.stop_gradient(state.value) for state in self.states]
+        initial_state = [ops.stop_gradient(s.value) for s in self.states]
         result = self.layer(
             inputs, initial_state=initial_state, mask=mask, training=training
         )
@@ -479,7 +483,10 @@ class StatefulRNN(keras.layers.Wrapper):
         return shapes if self.return_state else shapes[0]
 
     def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
+        masks = self.layer.compute_mask(inputs, mask)  # [outputs, *states]
+        if self.return_state or not isinstance(masks, (list, tuple)):
+            return masks
+        return masks[0]
 
     def reset_state(self):
         """Zeroes the carried state."""
@@ -498,6 +505,8 @@ class StatefulRNN(keras.layers.Wrapper):
 def stateful_layers(model):
     """The layers of `model` (itself included, nested ones too) with
     `stateful=True` and a `reset_state` method."""
+    # `_flatten_layers` is private (Keras is pinned to 3.15.x in setup.cfg);
+    # Keras 3 has no public recursive walk over a model's layers.
     return [
         layer
         for layer in model._flatten_layers(include_self=True, recursive=True)
@@ -586,7 +595,8 @@ class TBPTTResetStates(keras.callbacks.Callback):
         if keras.backend.backend() == "jax":
             tracked = {id(v) for v in self.model.variables}
             for layer in stateful_layers(self.model):
-                states = keras.tree.flatten(getattr(layer, "states", None) or [])
+                states = getattr(layer, "states", None) or []
+                states = keras.tree.flatten(states)
                 if any(id(v) not in tracked for v in states):
                     raise ValueError(
                         f"Layer {layer.name!r} is stateful=True, whose state "
