@@ -246,8 +246,8 @@ class Seq2Seq(keras.Model):
         attention_options: dict of extra mechanism arguments (`units`,
             `normalize`, `score_mode`, `scale`); Bahdanau's `units` defaults
             to `units`.
-        attention_layer_size: width of `a_t` (default `units`); None in
-            the dict form is not allowed here - use 0 to output the context.
+        attention_layer_size: width of `a_t`; None means `units`, 0 means
+            no attention layer (`a_t` is the context vector `c_t`).
         tie_embeddings: share the target embedding with the projection.
         embedding_dropout: dropout on both embeddings' outputs.
         output_dropout: dropout on `a_t` before the projection.
@@ -689,9 +689,9 @@ class Seq2Seq(keras.Model):
 
     def call(self, inputs, training=False):
         source, target = _split_inputs(inputs)
-        if _concrete(target) is not None:
-            _check_ids("target", _concrete(target), self.target_vocab_size)
-        if _concrete(source) is not None:
+        target_values = _concrete(target)
+        if target_values is not None:  # eager call: check the values
+            _check_ids("target", target_values, self.target_vocab_size)
             self.check_source(source)
         logits, _ = self._teacher_forced(source, target, bool(training), alignments=False)
         return logits
