@@ -327,7 +327,7 @@ def _source_lengths(memory):
 
 
 def greedy_decode(model, source, max_length=None, max_length_ratio=None,
-                  max_length_offset=0, min_length=0):
+                  max_length_offset=None, min_length=None):
     """Greedy decoding: the most probable token at every step.
 
     One `keras.ops.while_loop` over all sentences at once; it stops when
@@ -343,6 +343,8 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
         max_length_ratio, max_length_offset: per-sentence limit
             `min(max_length, ceil(ratio * |x|) + offset)`.
         min_length: minimum number of tokens including EOS.
+
+    Every argument left None takes the model's decoding setting.
 
     Returns:
         `DecodeResult` with `n_best = 1`; `scores == log_probs`.
@@ -417,7 +419,7 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
 
 
 def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
-                max_length_ratio=None, max_length_offset=0, min_length=0,
+                max_length_ratio=None, max_length_offset=None, min_length=None,
                 length_penalty_alpha=None, coverage_penalty_beta=None):
     """Beam search over all sentences and beams in one compiled loop.
 

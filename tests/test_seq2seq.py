@@ -191,7 +191,7 @@ def test_save_and_load_keeps_outputs_and_decoding(tmp_path):
     model = _model(seed=6, cell="lstm", cell_options={"layer_norm": True},
                    scheduled_sampling=dict(schedule="exponential", k=0.99),
                    max_source_length=9,
-                   decoding=dict(beam_size=3, n_best=2, max_length=7,
+                   decoding=dict(beam_size=3, n_best=2, max_length=7, min_length=2,
                                  length_penalty_alpha=0.6, coverage_penalty_beta=0.2))
     model.compile(keras.optimizers.Adam(1e-2), keras_rnn.SequenceLoss(label_smoothing=0.1))
     model.fit(INPUTS, TARGET_OUT, epochs=2, verbose=0)
@@ -207,7 +207,13 @@ def test_save_and_load_keeps_outputs_and_decoding(tmp_path):
         before, after = model.decode(SOURCE, method=method), loaded.decode(SOURCE, method=method)
         for field in decoding.DecodeResult._fields:
             np.testing.assert_array_equal(getattr(after, field), getattr(before, field))
-    assert model.decode(SOURCE).ids.shape == (3, 2, 7)  # the saved settings
+    # The saved settings are the defaults of every decoder: with EOS made the
+    # likeliest token, only min_length=2 keeps hypotheses from ending at once.
+    bias = loaded.output_layer.bias
+    bias.assign(_np(bias) + 50.0 * np.eye(13)[EOS])
+    assert loaded.decode(SOURCE).ids.shape == (3, 2, 7)
+    np.testing.assert_array_equal(loaded.decode(SOURCE, method="greedy").lengths, 2)
+    np.testing.assert_array_equal(_np(decoding.beam_search(loaded, SOURCE).lengths)[:, 0], 2)
 
 
 # ------------------------------------------------------------- learning
