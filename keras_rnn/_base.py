@@ -31,17 +31,18 @@ from keras.src import tree
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 
+def check_positive_int(name, value):
+    """Returns `value` as an int, or raises a `ValueError` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer, got {value!r}."
+        )
+    return int(value)
+
+
 def check_units(units):
     """Returns `units` as an int, or raises a `ValueError` naming it."""
-    if isinstance(units, bool) or not isinstance(units, numbers.Integral):
-        raise ValueError(
-            f"Argument `units` must be a positive integer, got {units!r}."
-        )
-    if units <= 0:
-        raise ValueError(
-            f"Argument `units` must be a positive integer, got {units!r}."
-        )
-    return int(units)
+    return check_positive_int("units", units)
 
 
 def check_rate(name, value):

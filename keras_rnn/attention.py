@@ -22,6 +22,7 @@ from keras import ops
 
 from keras_rnn._base import get_initializer
 from keras_rnn._base import RecurrentCell
+from keras_rnn._base import check_positive_int
 from keras_rnn._base import check_units
 
 # Score given to padded source positions before the softmax; their weight is
@@ -419,7 +420,9 @@ class AttentionWrapper(keras.layers.Layer):
             raise ValueError("cells must hold at least one recurrent cell.")
         self.attention_mechanism = attention_mechanism
         if attention_layer_size is not None:
-            attention_layer_size = check_units(attention_layer_size)
+            attention_layer_size = check_positive_int(
+                "attention_layer_size", attention_layer_size
+            )
         self.attention_layer_size = attention_layer_size
         self.attention_activation = keras.activations.get(attention_activation)
         self.output_attention = bool(output_attention)

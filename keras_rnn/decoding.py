@@ -37,6 +37,7 @@ import numpy as np
 import keras
 from keras import ops
 
+from keras_rnn._base import check_positive_int
 from keras_rnn._base import tree
 
 # Log-probability of impossible continuations. Finite, so sums and the
@@ -283,14 +284,12 @@ def length_limits(source_lengths, max_length, max_length_ratio=None,
 
 
 def _check_settings(beam_size, n_best, max_length, min_length, max_length_ratio):
-    if not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
-        raise ValueError(f"beam_size must be an integer >= 1; got {beam_size!r}.")
-    if not isinstance(n_best, (int, np.integer)) or not 1 <= n_best <= beam_size:
+    check_positive_int("beam_size", beam_size)
+    check_positive_int("max_length", max_length)
+    if check_positive_int("n_best", n_best) > beam_size:
         raise ValueError(
             f"n_best must be an integer in [1, beam_size={beam_size}]; got {n_best!r}."
         )
-    if not isinstance(max_length, (int, np.integer)) or max_length < 1:
-        raise ValueError(f"max_length must be an integer >= 1; got {max_length!r}.")
     if not isinstance(min_length, (int, np.integer)) or min_length < 0:
         raise ValueError(f"min_length must be an integer >= 0; got {min_length!r}.")
     if min_length > max_length:

@@ -23,6 +23,7 @@ from keras import ops
 from keras_rnn import cells as cells_lib
 from keras_rnn import decoding as decoding_lib
 from keras_rnn import layers as layers_lib
+from keras_rnn._base import check_positive_int
 from keras_rnn._base import check_rate
 from keras_rnn._base import check_units
 from keras_rnn._base import keras_backend
@@ -30,6 +31,7 @@ from keras_rnn._base import tree
 from keras_rnn.attention import AttentionWrapper
 from keras_rnn.attention import BahdanauAttention
 from keras_rnn.attention import LuongAttention
+from keras_rnn.attention import _state_size
 
 CELLS = {
     "lstm": (layers_lib.LSTM, cells_lib.LSTMCell),
@@ -281,13 +283,13 @@ class Seq2Seq(keras.Model):
                  eos_id=2, max_source_length=None, scheduled_sampling=None,
                  decoding=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.source_vocab_size = _check_vocab("source_vocab_size", source_vocab_size)
-        self.target_vocab_size = _check_vocab("target_vocab_size", target_vocab_size)
-        self.embedding_dim = check_units(embedding_dim)
+        self.source_vocab_size = check_positive_int("source_vocab_size", source_vocab_size)
+        self.target_vocab_size = check_positive_int("target_vocab_size", target_vocab_size)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.units = check_units(units)
-        self.encoder_units = check_units(encoder_units or units)
-        self.encoder_layers = check_units(encoder_layers)
-        self.decoder_layers = check_units(decoder_layers)
+        self.encoder_units = check_positive_int("encoder_units", encoder_units or units)
+        self.encoder_layers = check_positive_int("encoder_layers", encoder_layers)
+        self.decoder_layers = check_positive_int("decoder_layers", decoder_layers)
         self.bidirectional = bool(bidirectional)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {tuple(CELLS)}; got {cell!r}.")
@@ -323,7 +325,7 @@ class Seq2Seq(keras.Model):
                     f"vocabulary [0, {self.target_vocab_size})."
                 )
         if max_source_length is not None:
-            max_source_length = check_units(max_source_length)
+            max_source_length = check_positive_int("max_source_length", max_source_length)
         self.max_source_length = max_source_length
         if isinstance(scheduled_sampling, dict):
             scheduled_sampling = ScheduledSampling.from_config(scheduled_sampling)
@@ -392,7 +394,7 @@ class Seq2Seq(keras.Model):
             attention_layer_size=self.attention_layer_size or None,
             name="decoder",
         )
-        n_states = len(_state_sizes(decoder_cells[0]))
+        n_states = len(_state_size(decoder_cells[0]))
         self.bridge_layers = []
         if self.bridge == "dense":
             for layer in range(self.decoder_layers):
@@ -912,14 +914,5 @@ def _check_ids(name, values, vocab_size):
         )
 
 
-def _check_vocab(name, value):
-    if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def _state_sizes(cell):
-    size = cell.state_size
-    return list(size) if isinstance(size, (list, tuple)) else [size]
 
 

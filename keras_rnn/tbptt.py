@@ -39,24 +39,15 @@ it had when the step was traced (zeros, typically) and never carried.
 thread through, as they do BatchNormalization's moving statistics.
 """
 
-import numbers
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_rnn._base import check_positive_int
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer, got {value!r}."
-        )
-    if value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer, got {value!r}."
-        )
-    return int(value)
+
 
 
 def _as_arrays(name, data, min_ndim):
@@ -167,8 +158,8 @@ class TBPTTSequence(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.batch_size = _check_positive_int("batch_size", batch_size)
-        self.chunk_length = _check_positive_int("chunk_length", chunk_length)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.chunk_length = check_positive_int("chunk_length", chunk_length)
         if remainder not in ("pad", "drop"):
             raise ValueError(
                 "Argument `remainder` must be 'pad' or 'drop', "
@@ -698,7 +689,7 @@ def chunked_forward(
     >>> outputs.shape
     (2, 100, 16)
     """
-    chunk_length = _check_positive_int("chunk_length", chunk_length)
+    chunk_length = check_positive_int("chunk_length", chunk_length)
     for flag in ("return_sequences", "return_state"):
         if getattr(layer, flag, True) is not True:
             raise ValueError(

@@ -174,6 +174,9 @@ def test_bad_configuration_names_the_argument():
         (dict(decoding={"beam_size": 0}), "beam_size"),
         (dict(embedding_dropout=1.5), "embedding_dropout"),
         (dict(units=0), "units"),
+        (dict(embedding_dim=0), "embedding_dim"),
+        (dict(encoder_layers=0), "encoder_layers"),
+        (dict(max_source_length=-1), "max_source_length"),
     ]:
         with pytest.raises(ValueError, match=name):
             keras_rnn.Seq2Seq(11, 13, **kwargs)
