@@ -325,6 +325,27 @@ def _source_lengths(memory):
     return ops.sum(ops.cast(memory.mask, "int32"), axis=1)
 
 
+def _start(model, source, settings, beam_size, n_best):
+    """Checks the settings and the source, encodes, and sets the limits.
+
+    Returns:
+        `(memory, state, steps, limits, rules)`: the encoder's memory and
+        decoder state, the number of loop steps (static when possible), the
+        `(B,)` per-sentence token limits, and `restrict_log_probs`'s rules.
+    """
+    _check_settings(beam_size, n_best, settings["max_length"],
+                    settings["min_length"], settings["max_length_ratio"])
+    model.check_source(source)
+    memory, state = model.encode(ops.convert_to_tensor(source, "int32"), training=False)
+    lengths = (settings["max_length"], settings["max_length_ratio"],
+               settings["max_length_offset"])
+    steps = _buffer_length(memory, *lengths)
+    limits = length_limits(_source_lengths(memory), *lengths)
+    rules = dict(pad_id=model.pad_id, bos_id=model.bos_id, eos_id=model.eos_id,
+                 min_length=settings["min_length"])
+    return memory, state, steps, limits, rules
+
+
 def greedy_decode(model, source, max_length=None, max_length_ratio=None,
                   max_length_offset=None, min_length=None):
     """Greedy decoding: the most probable token at every step.
@@ -352,21 +373,8 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
         max_length=max_length, max_length_ratio=max_length_ratio,
         max_length_offset=max_length_offset, min_length=min_length,
     )
-    _check_settings(1, 1, settings["max_length"], settings["min_length"],
-                    settings["max_length_ratio"])
-    model.check_source(source)
-    source = ops.convert_to_tensor(source, "int32")
-    memory, state = model.encode(source, training=False)
-    steps = _buffer_length(memory, settings["max_length"],
-                           settings["max_length_ratio"],
-                           settings["max_length_offset"])
-    limits = length_limits(_source_lengths(memory), settings["max_length"],
-                           settings["max_length_ratio"],
-                           settings["max_length_offset"])
-    batch = ops.shape(source)[0]
-    source_time = ops.shape(memory.values)[1]
-    rules = dict(pad_id=model.pad_id, bos_id=model.bos_id, eos_id=model.eos_id,
-                 min_length=settings["min_length"])
+    memory, state, steps, limits, rules = _start(model, source, settings, 1, 1)
+    batch, source_time = ops.shape(memory.values)[0], ops.shape(memory.values)[1]
 
     def cond(step, state, tokens, finished, *_):
         return ops.logical_and(step < steps, ops.logical_not(ops.all(finished)))
@@ -454,22 +462,11 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
     beam_size, n_best = settings["beam_size"], settings["n_best"]
     alpha = float(settings["length_penalty_alpha"])
     beta = float(settings["coverage_penalty_beta"])
-    _check_settings(beam_size, n_best, settings["max_length"],
-                    settings["min_length"], settings["max_length_ratio"])
-    model.check_source(source)
-    source = ops.convert_to_tensor(source, "int32")
-    memory, state = model.encode(source, training=False)
-    steps = _buffer_length(memory, settings["max_length"],
-                           settings["max_length_ratio"],
-                           settings["max_length_offset"])
-    limits = length_limits(_source_lengths(memory), settings["max_length"],
-                           settings["max_length_ratio"],
-                           settings["max_length_offset"])
-    batch = ops.shape(source)[0]
-    source_time = ops.shape(memory.values)[1]
+    memory, state, steps, limits, rules = _start(
+        model, source, settings, beam_size, n_best
+    )
+    batch, source_time = ops.shape(memory.values)[0], ops.shape(memory.values)[1]
     vocab = model.target_vocab_size
-    rules = dict(pad_id=model.pad_id, bos_id=model.bos_id, eos_id=model.eos_id,
-                 min_length=settings["min_length"])
 
     # Every slot of a sentence starts as the same empty hypothesis; only
     # slot 0 may be extended at the first step, or the beam would fill with
