@@ -48,7 +48,8 @@ _MIN_COVERAGE = 1e-10
 
 
 class DecodeResult(NamedTuple):
-    """What `greedy_decode` and `beam_search` return (NumPy-free tensors).
+    """What `greedy_decode` and `beam_search` return (backend tensors;
+    `Seq2Seq.decode` returns the same fields as NumPy arrays).
 
     Attributes:
         ids: `(batch, n_best, max_length)` int32 token ids, best first; each
