@@ -27,18 +27,30 @@ PAD, BOS, EOS = 0, 1, 2
 DIGIT = 3  # id of digit 0
 
 
-def sorting_task(num, rng, low=3, high=9):
-    """Returns `(source, target_in, target_out)` int32 id matrices."""
+def digit_task(num, rng, answer=np.sort, low=3, high=9):
+    """A synthetic seq2seq task over digit sequences of `low` to `high` digits.
+
+    Args:
+        num: number of examples.
+        rng: a NumPy `Generator`.
+        answer: maps a source digit-id sequence to its target (the demo
+            sorts; the tests reverse).
+        low, high: shortest and longest source.
+
+    Returns:
+        `(source, target_in, target_out)` int32 id matrices: the padded
+        source, the decoder input `[bos, y...]` and the labels `[y..., eos]`.
+    """
     lengths = rng.integers(low, high + 1, num)
     source = np.zeros((num, high), "int32")
     target_in = np.zeros((num, high + 1), "int32")
     target_out = np.zeros((num, high + 1), "int32")
     for i, length in enumerate(lengths):
         digits = rng.integers(0, 10, length) + DIGIT
-        answer = np.sort(digits)
+        target = answer(digits)
         source[i, :length] = digits
-        target_in[i, 0], target_in[i, 1:length + 1] = BOS, answer
-        target_out[i, :length], target_out[i, length] = answer, EOS
+        target_in[i, 0], target_in[i, 1:length + 1] = BOS, target
+        target_out[i, :length], target_out[i, length] = target, EOS
     return source, target_in, target_out
 
 
@@ -55,8 +67,8 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    source, target_in, target_out = sorting_task(args.train, rng)
-    test_source, _, test_out = sorting_task(1000, rng)
+    source, target_in, target_out = digit_task(args.train, rng)
+    test_source, _, test_out = digit_task(1000, rng)
     model = keras_rnn.Seq2Seq(
         13, 13, embedding_dim=32, units=64, encoder_units=32, cell="gru",
         attention="bahdanau",

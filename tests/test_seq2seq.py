@@ -11,6 +11,7 @@ from keras import ops
 
 import keras_rnn
 from keras_rnn import decoding
+from keras_rnn.demo_seq2seq import digit_task
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -222,18 +223,9 @@ def test_save_and_load_keeps_outputs_and_decoding(tmp_path):
 # ------------------------------------------------------------- learning
 
 
-def _reverse_task(n, rng, low=3, high=7):
+def _reverse_task(n, rng):
     """Digits (ids 3..12) in, the same digits reversed out."""
-    lengths = rng.integers(low, high + 1, n)
-    source = np.zeros((n, high), "int32")
-    target_in = np.zeros((n, high + 1), "int32")
-    target_out = np.zeros((n, high + 1), "int32")
-    for i, length in enumerate(lengths):
-        digits = rng.integers(3, 13, length)
-        source[i, :length] = digits
-        target_in[i, 0], target_in[i, 1:length + 1] = BOS, digits[::-1]
-        target_out[i, :length], target_out[i, length] = digits[::-1], EOS
-    return source, target_in, target_out
+    return digit_task(n, rng, answer=lambda digits: digits[::-1], low=3, high=7)
 
 
 def test_seq2seq_learns_to_reverse_digit_sequences():
