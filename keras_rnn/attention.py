@@ -248,7 +248,10 @@ class BahdanauAttention(_AttentionMechanism):
         if self.normalize:
             hidden = hidden + self.attention_b
             v = self.attention_g * v / ops.sqrt(ops.sum(ops.square(v)))
-        return ops.matmul(ops.tanh(hidden), v)  # (batch, time)
+        # A broadcast product and a sum, not a (batch, time, units) @ (units,)
+        # matmul: TensorFlow lowers that to a Tensordot whose reshapes XLA
+        # cannot compile inside a loop over batches of unknown shape.
+        return ops.sum(ops.tanh(hidden) * v, axis=-1)  # (batch, time)
 
     def get_config(self):
         return {**super().get_config(), "normalize": self.normalize}
@@ -340,7 +343,7 @@ class LuongAttention(_AttentionMechanism):
         if self.score_mode == "concat":
             processed_query = ops.matmul(query, self.query_kernel)
             hidden = ops.tanh(keys + ops.expand_dims(processed_query, 1))
-            scores = ops.matmul(hidden, self.attention_v)  # (batch, time)
+            scores = ops.sum(hidden * self.attention_v, axis=-1)  # (batch, time)
         else:
             # (batch, time, key_dim) @ (batch, key_dim, 1)
             scores = ops.squeeze(ops.matmul(keys, ops.expand_dims(query, -1)), -1)

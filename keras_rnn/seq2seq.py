@@ -598,7 +598,7 @@ class Seq2Seq(keras.Model):
 
         _, outputs, _ = keras_backend.rnn(
             step, (x, per_step), flat_state, time_major=True,
-            input_length=x.shape[0],
+            input_length=_loop_length(x),
         )
         wrapper.reset_dropout()
         outputs = ops.transpose(outputs, (1, 0, 2))  # (batch, T, width [+ S])
@@ -673,7 +673,7 @@ class Seq2Seq(keras.Model):
         gold, use_model = ops.expand_dims(gold, -1), ops.expand_dims(use_model, -1)
         _, outputs, _ = keras_backend.rnn(
             step, (gold, use_model, noise, keep, embedding_keep, per_step), flat_state,
-            time_major=True, input_length=target.shape[1],
+            time_major=True, input_length=_loop_length(gold),
         )
         wrapper.reset_dropout()
         outputs = ops.transpose(outputs, (1, 0, 2))
@@ -845,6 +845,18 @@ def _compile_decoder(model, method, settings):
         jitted = jax.jit(pure)
         return lambda source: jitted([v.value for v in variables], source)
     return lambda source: tuple(fn(model, source, **settings))
+
+
+def _loop_length(time_major):
+    """`input_length` for `keras_backend.rnn` over a time-major tensor.
+
+    TensorFlow's loop reads `input_length or inputs.shape[1]`, which fails
+    for nested inputs of unknown length (batches of varying length under
+    `tf.function`); the dynamic length in a list is truthy and its maximum
+    is the iteration bound.
+    """
+    steps = time_major.shape[0]
+    return steps if steps is not None else [ops.shape(time_major)[0]]
 
 
 def _dropout_mask(shape, rate, seed):

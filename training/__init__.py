@@ -1,0 +1,1 @@
+"""keras-rnn training: Multi30k translators (data, tokenizer, pipeline, CLI)."""

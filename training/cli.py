@@ -1,0 +1,124 @@
+"""The `keras-rnn` command: train, evaluate, translate, plot, download.
+
+    keras-rnn train training/configs/quick.yaml [--set training.epochs=3]
+    keras-rnn evaluate runs/quick [--split test_2016_flickr] [--beam-size 5]
+    keras-rnn translate runs/quick "Ein Hund rennt durch den Schnee."
+    keras-rnn plot runs/quick [--index 0 1 2]
+    keras-rnn download data/multi30k
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="keras-rnn", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train (or resume) a translator")
+    train.add_argument("config", help="YAML config (training/configs/*.yaml)")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable)")
+
+    evaluate = commands.add_parser("evaluate", help="beam search + sacreBLEU on a split")
+    evaluate.add_argument("run", help="run directory (the config's output_dir)")
+    evaluate.add_argument("--split", default=None)
+    evaluate.add_argument("--beam-size", type=int, default=None)
+    evaluate.add_argument("--alpha", type=float, default=None, help="length penalty")
+    evaluate.add_argument("--batch-size", type=int, default=None)
+    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.add_argument("--output", default=None, help="translations file")
+
+    translate = commands.add_parser("translate", help="translate sentences")
+    translate.add_argument("run")
+    translate.add_argument("sentences", nargs="*", help="sentences (default: stdin lines)")
+    translate.add_argument("--method", choices=("beam", "greedy"), default="beam")
+
+    plot = commands.add_parser("plot", help="loss/BLEU curves and attention heat maps")
+    plot.add_argument("run")
+    plot.add_argument("--index", type=int, nargs="*", default=[0, 1, 2],
+                      help="test sentences (line numbers from 0) to draw alignments for")
+    plot.add_argument("--sentence", action="append", default=[],
+                      help="extra source sentence to draw alignments for")
+
+    download = commands.add_parser("download", help="fetch Multi30k (SHA-256 checked)")
+    download.add_argument("dest")
+    download.add_argument("--splits", nargs="+", default=["train", "val", "test_2016_flickr"])
+    download.add_argument("--langs", nargs="+", default=["de", "en"])
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as error:  # DataError is a ValueError
+        print(f"keras-rnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train(args):
+    from training.config import Config
+    from training.train import TrainingRun
+
+    config = Config.load(args.config, overrides=args.set)
+    TrainingRun(config).train()
+    return 0
+
+
+def _evaluate(args):
+    from training.evaluate import evaluate
+
+    scores = evaluate(args.run, split=args.split, output=args.output,
+                      beam_size=args.beam_size, length_penalty_alpha=args.alpha,
+                      batch_size=args.batch_size, limit=args.limit)
+    print(f"{scores['split']}: {scores['sentences']} sentences, beam {scores['beam_size']}, "
+          f"{scores['seconds']} s ({scores['backend']})")
+    print(f"BLEU (cased)      = {scores['bleu']:.2f}  {scores['signature']}")
+    print(f"BLEU (lowercased) = {scores['bleu_lowercased']:.2f}  {scores['signature_lowercased']}")
+    print(f"translations: {scores['translations']}")
+    return 0
+
+
+def _translate(args):
+    from training.evaluate import Translator
+
+    sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
+    translations, _ = Translator(args.run).translate(sentences, method=args.method)
+    for text in translations:
+        print(text)
+    return 0
+
+
+def _plot(args):
+    from training import data as data_lib
+    from training.evaluate import Translator, attention_plots
+    from training.plots import plot_history, read_history
+
+    run = Path(args.run)
+    written = [plot_history(read_history(run / "history.jsonl"), run / "plots" / "history.png",
+                            title=run.name)]
+    sentences = list(args.sentence)
+    if args.index:
+        d = Translator(run).config.data
+        source = data_lib.read_lines(Path(d.dir) / f"{d.test_split}.{d.source_lang}")
+        sentences = [source[i] for i in args.index] + sentences
+    if sentences:
+        written += attention_plots(run, sentences)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _download(args):
+    from training.data import download_multi30k
+
+    for path in download_multi30k(args.dest, splits=args.splits, langs=args.langs):
+        print(path)
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "translate": _translate,
+            "plot": _plot, "download": _download}
+
+if __name__ == "__main__":
+    sys.exit(main())

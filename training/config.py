@@ -1,0 +1,205 @@
+"""Training configuration: dataclasses, read from and written to YAML.
+
+A config has five sections (`data`, `tokenizer`, `model`, `training`,
+`evaluation`); every field has a default, so a YAML file names only what it
+changes. Unknown keys are errors that name the section and the key.
+`Config.save` writes the complete config (defaults filled in) beside every
+checkpoint, so a run can always be reproduced from its own directory.
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Where the parallel text is: `<dir>/<split>.<lang>`, one sentence a line."""
+
+    dir: str = "../shared/data/multi30k"
+    source_lang: str = "de"
+    target_lang: str = "en"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_split: str = "test_2016_flickr"
+    max_length: int = 80  # training pairs with more subword tokens are skipped
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece models, one per language, trained on the training split."""
+
+    source_vocab_size: int = 8000
+    target_vocab_size: int = 8000
+    model_type: str = "unigram"
+
+
+@dataclass
+class ModelConfig:
+    """Arguments of `keras_rnn.Seq2Seq` (the vocabularies come from the tokenizers)."""
+
+    embedding_dim: int = 256
+    units: int = 512
+    encoder_units: int = 256
+    encoder_layers: int = 1
+    decoder_layers: int = 1
+    bidirectional: bool = True
+    cell: str = "gru"
+    cell_options: dict = field(default_factory=dict)
+    attention: str = "bahdanau"
+    attention_options: dict = field(default_factory=dict)
+    attention_layer_size: int = None
+    tie_embeddings: bool = False
+    embedding_dropout: float = 0.0
+    output_dropout: float = 0.0
+    bridge: str = "dense"
+
+
+@dataclass
+class TrainingConfig:
+    """The optimisation, the batches, the checkpoints and the devices."""
+
+    epochs: int = 20
+    steps_per_epoch: int = None  # None: the batches of one full pass
+    max_tokens: int = 2048  # padded tokens of the longer side per batch
+    bucket_width: int = 4  # sentences are padded to a multiple of this
+    curriculum_passes: int = 0  # passes over a growing easy subset (0 = off)
+    curriculum_start: float = 0.2  # competence (fraction of the data) at pass 0
+    learning_rate: float = 1e-3
+    warmup_steps: int = 500
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1
+    min_learning_rate: float = 1e-5
+    early_stopping_patience: int = 4
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.1
+    checkpoint_every: int = 500  # steps; checkpoints are also written at epoch ends
+    keep_checkpoints: int = 2
+    log_every: int = 50  # steps between history records
+    validation_bleu: bool = True  # greedy BLEU on the validation split each epoch
+    seed: int = 1
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    jit_compile: bool = True  # XLA
+    distribution: str = "none"  # none | mirrored (TensorFlow) | data_parallel (JAX)
+    data_pipeline: str = "auto"  # auto | tf (tf.data) | python (no TensorFlow)
+
+
+@dataclass
+class EvaluationConfig:
+    """Beam search settings of `keras-rnn evaluate` (and saved with the model)."""
+
+    beam_size: int = 5
+    length_penalty_alpha: float = 0.6
+    max_length_ratio: float = 2.0
+    max_length_offset: int = 10
+    batch_size: int = 64
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+}
+CHOICES = {
+    ("training", "precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
+    ("training", "distribution"): ("none", "mirrored", "data_parallel"),
+    ("training", "data_pipeline"): ("auto", "tf", "python"),
+    ("tokenizer", "model_type"): ("unigram", "bpe"),
+}
+
+
+@dataclass
+class Config:
+    """A whole training run. `output_dir` holds tokenizers, checkpoints, logs."""
+
+    name: str = "run"
+    output_dir: str = "runs/run"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Builds a Config; unknown sections or keys raise ValueError."""
+        values = dict(values or {})
+        top = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - top
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {sorted(unknown)}; known: {sorted(top)}.")
+        kwargs = {}
+        for name, value in values.items():
+            if name not in SECTIONS:
+                kwargs[name] = value
+                continue
+            section = SECTIONS[name]
+            known = {f.name for f in dataclasses.fields(section)}
+            if not isinstance(value, dict):
+                raise ValueError(f"{source}: section {name!r} must be a mapping; got {value!r}.")
+            bad = set(value) - known
+            if bad:
+                raise ValueError(
+                    f"{source}: unknown keys {sorted(bad)} in section {name!r}; "
+                    f"known: {sorted(known)}."
+                )
+            kwargs[name] = section(**value)
+        config = cls(**kwargs)
+        config.validate(source)
+        return config
+
+    def validate(self, source="config"):
+        for (section, key), choices in CHOICES.items():
+            value = getattr(getattr(self, section), key)
+            if value not in choices:
+                raise ValueError(f"{source}: {section}.{key} must be one of {choices}; got {value!r}.")
+        t = self.training
+        for key in ("epochs", "max_tokens", "bucket_width", "checkpoint_every",
+                    "keep_checkpoints", "log_every"):
+            if not isinstance(getattr(t, key), int) or getattr(t, key) < 1:
+                raise ValueError(f"{source}: training.{key} must be a positive integer; got {getattr(t, key)!r}.")
+        if t.max_tokens < t.bucket_width:
+            raise ValueError(f"{source}: training.max_tokens ({t.max_tokens}) < bucket_width ({t.bucket_width}).")
+        if not 0 < t.curriculum_start <= 1:
+            raise ValueError(f"{source}: training.curriculum_start must be in (0, 1]; got {t.curriculum_start!r}.")
+        if t.learning_rate <= 0:
+            raise ValueError(f"{source}: training.learning_rate must be > 0; got {t.learning_rate!r}.")
+
+    @classmethod
+    def load(cls, path, overrides=()):
+        """Reads a YAML file; `overrides` are "section.key=value" strings."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such config file.")
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for item in overrides:
+            apply_override(values, item)
+        return cls.from_dict(values, source=str(path))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, path):
+        """Writes the full config as YAML, atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        os.replace(temporary, path)
+
+
+def apply_override(values, item):
+    """Applies one "section.key=value" (value parsed as YAML) to a dict."""
+    if "=" not in item:
+        raise ValueError(f"Override {item!r} must look like section.key=value.")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    target = values
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+    target[parts[-1]] = yaml.safe_load(raw)

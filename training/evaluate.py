@@ -1,0 +1,145 @@
+"""`keras-rnn evaluate RUN`: beam search over a test split, sacreBLEU.
+
+BLEU (Papineni et al. 2002) is computed by sacreBLEU (Post 2018, "A Call
+for Clarity in Reporting BLEU Scores") on detokenized text with its
+default 13a tokenization, cased -- the number to compare across papers,
+printed with its signature -- and lowercased, the way the published
+Multi30k attention-RNN figures were computed.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training import data as data_lib
+from training.config import Config
+from training.tokenizer import EOS_ID, Tokenizer
+
+
+class Translator:
+    """A trained run's best model with its two tokenizers.
+
+    Args:
+        run_dir: a run directory (`output_dir` of a config); its `model/`
+            holds `model.keras`, `source.model`, `target.model`, `config.yaml`.
+    """
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        model_dir = self.run_dir / "model"
+        if not (model_dir / "model.keras").exists():
+            raise FileNotFoundError(
+                f"{model_dir / 'model.keras'}: no trained model (the run saves its best "
+                "model there after its first epoch)."
+            )
+        import keras_rnn  # noqa: F401  (registers the serializable classes)
+
+        self.config = Config.load(model_dir / "config.yaml")
+        self.model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+        self.source_tokenizer = Tokenizer(model_dir / "source.model")
+        self.target_tokenizer = Tokenizer(model_dir / "target.model")
+
+    def encode(self, sentences):
+        """Sentences -> `(batch, S)` padded source ids (EOS appended)."""
+        ids = [row + [EOS_ID] for row in self.source_tokenizer.encode(sentences)]
+        matrix = np.zeros((len(ids), max(len(r) for r in ids)), np.int32)
+        for i, row in enumerate(ids):
+            matrix[i, :len(row)] = row
+        return matrix
+
+    def translate(self, sentences, method="beam", batch_size=None, **settings):
+        """Sentences -> `(translations, DecodeResult)`."""
+        if not sentences:
+            raise ValueError("No sentences to translate.")
+        batch_size = batch_size or self.config.evaluation.batch_size
+        result = self.model.decode(self.encode(sentences), method=method,
+                                   batch_size=batch_size, **settings)
+        return self.target_tokenizer.decode(np.asarray(result.ids)[:, 0]), result
+
+
+def bleu_scores(hypotheses, references):
+    """Cased and lowercased sacreBLEU (13a) with their signatures."""
+    import sacrebleu
+
+    cased = sacrebleu.metrics.BLEU()
+    lower = sacrebleu.metrics.BLEU(lowercase=True)
+    cased_score = cased.corpus_score(hypotheses, [references])
+    lower_score = lower.corpus_score(hypotheses, [references])
+    return {
+        "bleu": round(cased_score.score, 2),
+        "signature": str(cased.get_signature()),
+        "bleu_lowercased": round(lower_score.score, 2),
+        "signature_lowercased": str(lower.get_signature()),
+        "detail": str(cased_score),
+    }
+
+
+def evaluate(run_dir, split=None, output=None, beam_size=None,
+             length_penalty_alpha=None, batch_size=None, limit=None):
+    """Translates `split` with beam search, scores it, writes the outputs.
+
+    Args:
+        run_dir: the run directory.
+        split: the split name (default: the config's `test_split`).
+        output: translations file (default `<run>/translations.<split>.<lang>`).
+        beam_size, length_penalty_alpha, batch_size: override the config.
+        limit: only the first `limit` sentences.
+
+    Returns:
+        dict: BLEU scores, signatures, sentence count, seconds and paths.
+    """
+    translator = Translator(run_dir)
+    d = translator.config.data
+    split = split or d.test_split
+    sources, references = data_lib.read_parallel(
+        *data_lib.corpus_paths(d.dir, split, d.source_lang, d.target_lang))
+    if limit:
+        sources, references = sources[:limit], references[:limit]
+    start = time.perf_counter()
+    hypotheses, _ = translator.translate(
+        sources, method="beam", batch_size=batch_size, beam_size=beam_size,
+        length_penalty_alpha=length_penalty_alpha,
+    )
+    seconds = time.perf_counter() - start
+    output = Path(output or Path(run_dir) / f"translations.{split}.{d.target_lang}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    scores = bleu_scores(hypotheses, references)
+    settings = translator.model.decoding_settings(
+        beam_size=beam_size, length_penalty_alpha=length_penalty_alpha)
+    scores.update(
+        split=split, sentences=len(sources), seconds=round(seconds, 2),
+        translations=str(output), backend=keras.backend.backend(),
+        beam_size=settings["beam_size"],
+        length_penalty_alpha=settings["length_penalty_alpha"],
+        parameters=translator.model.count_params(),
+    )
+    (Path(run_dir) / f"bleu.{split}.json").write_text(json.dumps(scores, indent=1))
+    return scores
+
+
+def attention_plots(run_dir, sentences, directory=None):
+    """Alignment heat maps (PNG) of the beam-search translations.
+
+    Returns:
+        The list of written paths.
+    """
+    from training.plots import plot_attention
+
+    translator = Translator(run_dir)
+    directory = Path(directory or Path(run_dir) / "plots")
+    translations, result = translator.translate(sentences, method="beam")
+    ids = np.asarray(result.ids)[:, 0]
+    weights = np.asarray(result.alignments)[:, 0]
+    paths = []
+    for i, sentence in enumerate(sentences):
+        source = translator.source_tokenizer.pieces([sentence])[0] + ["</s>"]
+        length = int(np.asarray(result.lengths)[i, 0])
+        target = translator.target_tokenizer.id_to_piece(ids[i, :length])
+        path = directory / f"attention_{i}.png"
+        plot_attention(source, target, weights[i], path, title=translations[i])
+        paths.append(path)
+    return paths

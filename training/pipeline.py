@@ -1,0 +1,213 @@
+"""Input pipeline: token-count buckets, shuffling, curriculum, `tf.data`.
+
+Batches are planned in NumPy from the sentence lengths alone, so that the
+batch a training step sees is a pure function of `(seed, step)`: a run that
+resumes at step `k` gets exactly the batches an uninterrupted run gets from
+`k` on, whatever the backend.
+
+- **Bucketing.** A pair's length is `max(|x|, |y|)` rounded up to a multiple
+  of `bucket_width`; a bucket of length `L` is cut into batches of
+  `max_tokens // L` pairs, so every batch has at most `max_tokens` padded
+  tokens on either side and a bucket has one shape (XLA compiles each shape
+  once). The last batch of a bucket is filled with empty rows (source
+  `[eos]`, target all padding) that carry no loss.
+- **Shuffling.** Pairs are shuffled inside each bucket and batches across
+  buckets, with a NumPy generator seeded by `(seed, pass)`.
+- **Curriculum** (competence-based, Platanios et al. 2019, "Competence-based
+  Curriculum Learning for Neural Machine Translation"): in pass `p <
+  curriculum_passes` only the easiest fraction
+  `c(p) = min(1, sqrt(p (1 - c0^2) / P + c0^2))` of the pairs (by length)
+  is used; from pass `P` on, all of them.
+- **Stream and epochs.** Passes follow one another in one stream of
+  batches; an epoch is `steps_per_epoch` consecutive batches of it (by
+  default, the batch count of one full pass).
+"""
+
+import math
+
+import numpy as np
+
+from training.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+class ParallelData:
+    """Tokenized pairs: `source[i]` ends with EOS, `target[i]` ends with EOS.
+
+    Args:
+        source, target: lists of 1-D int arrays (ids, EOS included).
+    """
+
+    def __init__(self, source, target):
+        if len(source) != len(target):
+            raise ValueError(f"{len(source)} sources but {len(target)} targets.")
+        self.source = [np.asarray(s, np.int32) for s in source]
+        self.target = [np.asarray(t, np.int32) for t in target]
+        self.source_lengths = np.array([len(s) for s in self.source], np.int64)
+        self.target_lengths = np.array([len(t) for t in self.target], np.int64)
+
+    @classmethod
+    def encode(cls, source_tokenizer, target_tokenizer, source_lines, target_lines):
+        """Tokenizes sentence lists and appends EOS to both sides."""
+        eos = [EOS_ID]
+        source = [ids + eos for ids in source_tokenizer.encode(source_lines)]
+        target = [ids + eos for ids in target_tokenizer.encode(target_lines)]
+        return cls(source, target)
+
+    def __len__(self):
+        return len(self.source)
+
+    def subset(self, indices):
+        return ParallelData([self.source[i] for i in indices],
+                            [self.target[i] for i in indices])
+
+    def lengths(self):
+        return np.maximum(self.source_lengths, self.target_lengths)
+
+    def batch(self, indices, length=None):
+        """Pads the pairs `indices` (-1 = an empty row) into model inputs.
+
+        Returns:
+            `({"source": (B, L), "target": (B, L)}, labels (B, L))` int32,
+            the decoder input being `[bos, y_1, ..., y_{L-1}]` and the labels
+            `[y_1, ..., y_L]` (EOS included), padded with `PAD_ID`.
+        """
+        indices = np.asarray(indices)
+        real = indices[indices >= 0]
+        if length is None:
+            length = int(self.lengths()[real].max()) if len(real) else 1
+        source = np.full((len(indices), length), PAD_ID, np.int32)
+        labels = np.full((len(indices), length), PAD_ID, np.int32)
+        for row, i in enumerate(indices):
+            if i < 0:
+                source[row, 0] = EOS_ID
+                continue
+            s, t = self.source[i], self.target[i]
+            source[row, :len(s)] = s
+            labels[row, :len(t)] = t
+        decoder_input = np.concatenate(
+            [np.full((len(indices), 1), BOS_ID, np.int32), labels[:, :-1]], axis=1
+        )
+        decoder_input[decoder_input == EOS_ID] = PAD_ID  # EOS is never an input
+        return {"source": source, "target": decoder_input}, labels
+
+
+def competence(pass_index, passes, start):
+    """Fraction of the data (easiest first) used in pass `pass_index`."""
+    if passes <= 0 or pass_index >= passes:
+        return 1.0
+    return min(1.0, math.sqrt(pass_index * (1 - start ** 2) / passes + start ** 2))
+
+
+class BatchPlan:
+    """The stream of batches (arrays of pair indices, -1 = empty row).
+
+    Args:
+        lengths: `(N,)` pair lengths (`ParallelData.lengths()`).
+        max_tokens: padded tokens per batch (longer side).
+        bucket_width: lengths are rounded up to a multiple of this.
+        seed: shuffling seed (None: no shuffling, batches in length order).
+        curriculum_passes, curriculum_start: the curriculum (0 = off).
+        batch_multiple: batch sizes are multiples of this (the number of
+            data-parallel replicas).
+    """
+
+    def __init__(self, lengths, max_tokens, bucket_width=4, seed=0,
+                 curriculum_passes=0, curriculum_start=0.2, batch_multiple=1):
+        self.lengths = np.asarray(lengths, np.int64)
+        if len(self.lengths) == 0:
+            raise ValueError("No sentence pairs to batch.")
+        self.bucket_width = int(bucket_width)
+        self.padded = -(-self.lengths // self.bucket_width) * self.bucket_width
+        longest = int(self.padded.max())
+        if longest * batch_multiple > max_tokens:
+            raise ValueError(
+                f"max_tokens={max_tokens} cannot hold {batch_multiple} pair(s) of "
+                f"the longest length {longest} (after rounding to bucket_width)."
+            )
+        self.max_tokens = int(max_tokens)
+        self.batch_multiple = int(batch_multiple)
+        self.seed = seed
+        self.curriculum_passes = int(curriculum_passes)
+        self.curriculum_start = float(curriculum_start)
+        # Difficulty rank in [0, 1): shorter pairs first, ties by index.
+        order = np.lexsort((np.arange(len(self.lengths)), self.lengths))
+        self.rank = np.empty(len(order))
+        self.rank[order] = np.arange(len(order)) / len(order)
+        self._passes = {}
+
+    def batch_size(self, length):
+        size = self.max_tokens // int(length)
+        return size - size % self.batch_multiple
+
+    def eligible(self, pass_index):
+        """Indices of the pairs used in pass `pass_index` (curriculum)."""
+        c = competence(pass_index, self.curriculum_passes, self.curriculum_start)
+        return np.flatnonzero(self.rank < c) if c < 1 else np.arange(len(self.lengths))
+
+    def pass_batches(self, pass_index):
+        """The batches of one pass over the eligible pairs (cached)."""
+        if pass_index in self._passes:
+            return self._passes[pass_index]
+        rng = None if self.seed is None else np.random.default_rng([self.seed, pass_index])
+        indices = self.eligible(pass_index)
+        batches = []
+        for length in np.unique(self.padded[indices]):
+            members = indices[self.padded[indices] == length]
+            if rng is not None:
+                members = rng.permutation(members)
+            size = self.batch_size(length)
+            for start in range(0, len(members), size):
+                chunk = members[start:start + size]
+                if len(chunk) < size:  # fill with empty rows: one shape per bucket
+                    chunk = np.concatenate([chunk, np.full(size - len(chunk), -1)])
+                batches.append((int(length), chunk))
+        if rng is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if len(self._passes) > 4:
+            self._passes.pop(min(self._passes))
+        self._passes[pass_index] = batches
+        return batches
+
+    def steps_per_pass(self):
+        """Batches in a full pass (no curriculum)."""
+        return sum(
+            -(-int(np.sum(self.padded == length)) // self.batch_size(length))
+            for length in np.unique(self.padded)
+        )
+
+    def stream(self, start_step=0, stop_step=None):
+        """Yields `(step, length, indices)` from global step `start_step`."""
+        step, pass_index = 0, 0
+        while stop_step is None or step < stop_step:
+            batches = self.pass_batches(pass_index)
+            if step + len(batches) <= start_step:
+                step += len(batches)
+                pass_index += 1
+                continue
+            for length, chunk in batches[max(0, start_step - step):]:
+                current = max(step, start_step)
+                if stop_step is not None and current >= stop_step:
+                    return
+                yield current, length, chunk
+                step = current + 1
+            pass_index += 1
+            if self.seed is None and stop_step is None:
+                return  # an unshuffled plan is one pass (validation)
+
+
+def numpy_batches(data, plan, start_step=0, stop_step=None):
+    """Padded NumPy batches `(inputs, labels)` of `plan.stream(...)`."""
+    for _, length, chunk in plan.stream(start_step, stop_step):
+        yield data.batch(chunk, length)
+
+
+def tf_dataset(data, plan, start_step=0, stop_step=None):
+    """The same batches as a prefetched `tf.data.Dataset`."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None), tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: numpy_batches(data, plan, start_step, stop_step),
+        output_signature=({"source": spec, "target": spec}, spec),
+    )
+    return dataset.prefetch(4)

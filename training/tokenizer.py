@@ -1,0 +1,209 @@
+"""SentencePiece subword tokenizer, in Python and inside a TensorFlow graph.
+
+One `Tokenizer` wraps one trained SentencePiece model (Kudo & Richardson
+2018, "SentencePiece: A simple and language independent subword tokenizer
+and detokenizer for Neural Text Processing"; the unigram language model of
+Kudo 2018 by default). The same model bytes drive two implementations:
+
+- Python (`encode` / `decode`), through the `sentencepiece` package, for
+  training data and evaluation;
+- TensorFlow (`tf_encode` / `tf_decode`), through TF Text's SentencePiece
+  ops, so an exported SavedModel maps raw text to raw text with no Python.
+
+The special tokens live in one place, `SPECIALS`: every tokenizer has
+`pad = 0`, `bos = 1`, `eos = 2`, `unk = 3` (the ids `keras_rnn.Seq2Seq`
+expects by default), and `encode` adds neither BOS nor EOS; the pipeline
+adds them (`add_eos`, `add_bos`).
+"""
+
+import importlib.util
+import io
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+SPECIALS = {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = (SPECIALS[k] for k in ("pad", "bos", "eos", "unk"))
+
+
+def train_tokenizer(paths, model_path, vocab_size=8000, model_type="unigram",
+                    character_coverage=1.0, max_sentences=0, seed=0):
+    """Trains a SentencePiece model on text files and writes `model_path`.
+
+    Args:
+        paths: text files, one sentence per line (the training split).
+        model_path: where the `.model` file is written (atomically).
+        vocab_size: number of pieces, the four specials included.
+        model_type: "unigram" (default) or "bpe".
+        character_coverage: fraction of characters covered by the model.
+        max_sentences: sample this many sentences (0 = all).
+        seed: the sampling seed (SentencePiece's random seed).
+
+    Returns:
+        The `Tokenizer` of the trained model.
+    """
+    import sentencepiece as spm
+
+    if vocab_size < len(SPECIALS) + 1:
+        raise ValueError(f"vocab_size must be > {len(SPECIALS)}; got {vocab_size}.")
+    paths = [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    for p in paths:
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"{p}: no such file (tokenizer training text).")
+    spm.set_random_generator_seed(seed)
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        input=paths, model_writer=buffer, vocab_size=vocab_size,
+        model_type=model_type, character_coverage=character_coverage,
+        pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
+        pad_piece="<pad>", bos_piece="<s>", eos_piece="</s>", unk_piece="<unk>",
+        hard_vocab_limit=False,  # vocab_size is an upper bound (small corpora)
+        input_sentence_size=max_sentences, shuffle_input_sentence=True,
+        num_threads=os.cpu_count() or 1, minloglevel=2,
+    )
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = model_path.with_name(model_path.name + ".tmp")
+    temporary.write_bytes(buffer.getvalue())
+    os.replace(temporary, model_path)
+    return Tokenizer(model_path)
+
+
+class Tokenizer:
+    """A SentencePiece model with Python and in-graph encode/decode.
+
+    Args:
+        model: path of a `.model` file, or its bytes.
+
+    Attributes:
+        vocab_size, pad_id, bos_id, eos_id, unk_id, model_proto (bytes).
+    """
+
+    def __init__(self, model):
+        import sentencepiece as spm
+
+        if isinstance(model, (bytes, bytearray)):
+            self.model_proto = bytes(model)
+        else:
+            path = Path(model)
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such SentencePiece model file.")
+            self.model_proto = path.read_bytes()
+        self._sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        for name, expected in SPECIALS.items():
+            actual = getattr(self._sp, f"{name}_id")()
+            if actual != expected:
+                raise ValueError(
+                    f"The SentencePiece model has {name}_id={actual}; keras-rnn "
+                    f"needs {SPECIALS} (train it with train_tokenizer)."
+                )
+        self.vocab_size = self._sp.get_piece_size()
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (
+            PAD_ID, BOS_ID, EOS_ID, UNK_ID
+        )
+        self._tf = None
+
+    # ---------------------------------------------------------------- Python
+
+    def encode(self, sentences):
+        """Sentences -> lists of ids (no BOS/EOS)."""
+        return self._sp.encode(list(sentences), out_type=int)
+
+    def pieces(self, sentences):
+        """Sentences -> lists of pieces (for attention plots)."""
+        return self._sp.encode(list(sentences), out_type=str)
+
+    def id_to_piece(self, ids):
+        """Ids -> pieces (specials spelled `<pad>`, `<s>`, `</s>`, `<unk>`)."""
+        return [self._sp.id_to_piece(int(i)) for i in ids]
+
+    def decode(self, ids):
+        """Lists (or a padded matrix) of ids -> sentences.
+
+        Each row is cut at its first EOS; pad and BOS are dropped.
+        """
+        return [self._sp.decode(strip_ids(row)) for row in ids]
+
+    # ------------------------------------------------------------ TensorFlow
+
+    def _tf_tokenizer(self):
+        if self._tf is None:
+            self._tf = sentencepiece_op_tokenizer(self.model_proto)
+        return self._tf
+
+    def tf_encode(self, sentences):
+        """`tf.string` sentences `(batch,)` -> int32 `tf.RaggedTensor` ids.
+
+        Uses only TF Text's `SentencepieceOp`/`SentencepieceTokenizeOp` and
+        core ops; equals `encode` (tested on the Multi30k validation set).
+        """
+        import tensorflow as tf
+
+        return tf.cast(self._tf_tokenizer().tokenize(sentences), tf.int32)
+
+    def tf_decode(self, ids):
+        """int ids `(batch, T)` (dense, padded) -> `tf.string` `(batch,)`.
+
+        Rows are cut at the first EOS; pad and BOS are dropped, as `decode`.
+        """
+        import tensorflow as tf
+
+        ids = tf.cast(ids, tf.int32)
+        is_eos = tf.cast(tf.equal(ids, self.eos_id), tf.int32)
+        before_eos = tf.equal(tf.cumsum(is_eos, axis=1), 0)
+        keep = before_eos & tf.not_equal(ids, self.pad_id) & tf.not_equal(ids, self.bos_id)
+        ragged = tf.ragged.boolean_mask(ids, keep)
+        return self._tf_tokenizer().detokenize(ragged)
+
+
+def strip_ids(row):
+    """One id sequence cut at its first EOS, without pad and BOS."""
+    out = []
+    for i in np.asarray(row).tolist():
+        if i == EOS_ID:
+            break
+        if i not in (PAD_ID, BOS_ID):
+            out.append(int(i))
+    return out
+
+
+def sentencepiece_op_tokenizer(model_proto):
+    """TF Text's `SentencepieceTokenizer` for `model_proto`.
+
+    tensorflow-text 2.21.0's wheel does not import as a whole on some
+    machines (its ICU-linked `pybinds` library misses `icudt77_dat`); the
+    SentencePiece ops do not need it, so on that ImportError this loads
+    only `tensorflow_text/python/ops/sentencepiece_tokenizer.py` (and its
+    op library) without running the package's `__init__`.
+    """
+    try:
+        import tensorflow_text
+
+        cls = tensorflow_text.SentencepieceTokenizer
+    except ImportError:
+        cls = _load_sentencepiece_module().SentencepieceTokenizer
+    return cls(model=model_proto, out_type="int32", add_bos=False, add_eos=False)
+
+
+def _load_sentencepiece_module():
+    name = "tensorflow_text.python.ops.sentencepiece_tokenizer"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("tensorflow_text")
+    if spec is None:
+        raise ImportError("tensorflow-text is not installed (pip install tensorflow-text).")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    # Namespace stand-ins for the parent packages, so that importing the
+    # submodule does not execute tensorflow_text/__init__.py.
+    for package in ("tensorflow_text", "tensorflow_text.python",
+                    "tensorflow_text.python.ops"):
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
+            sys.modules[package] = module
+    import tensorflow_text.python.ops.sentencepiece_tokenizer as module
+
+    return module

@@ -1,0 +1,558 @@
+"""`keras-rnn train CONFIG`: tokenizers, model, Keras `fit`, resumable.
+
+A run lives in `config.output_dir`:
+
+    config.yaml                  the full config of the run
+    tokenizer.<lang>.model       SentencePiece models (trained on first use)
+    checkpoints/step-XXXXXXXX/   weights + optimizer, state.json, config.yaml
+    checkpoints/latest           name of the newest complete checkpoint
+    history.jsonl                loss, tokens/s, learning rate, val loss/BLEU
+    logs/                        TensorBoard
+    model/                       the best model: model.keras + tokenizers
+
+Checkpoints are written every `checkpoint_every` steps and at epoch ends,
+each to a temporary directory renamed into place, then `latest` is
+replaced: a run killed at any moment (even `kill -9` during a save) keeps
+its last complete checkpoint. Running the same command again resumes from
+it: the weights, the optimizer, the learning-rate schedule, early stopping,
+the dropout seeds and the position in the batch stream (a pure function of
+the seed and the step, `training.pipeline`), so the resumed run ends with
+the same weights as an uninterrupted one.
+
+The learning rate is `lr * min(1, (step + 1) / warmup_steps) * scale`, where
+`scale` is multiplied by `plateau_factor` when the validation loss has not
+improved for `plateau_patience` epochs (never below `min_learning_rate`);
+training stops early after `early_stopping_patience` epochs without
+improvement, keeping the best weights. Gradients are clipped to a global
+norm of `clip_norm` (Pascanu et al. 2013).
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import keras_rnn
+from training import data as data_lib
+from training.config import Config
+from training.pipeline import BatchPlan, ParallelData, numpy_batches, tf_dataset
+from training.tokenizer import Tokenizer, train_tokenizer
+
+SEED_STATE = "seed_generator_state"
+
+
+@dataclass
+class Corpus:
+    """Tokenizers and tokenized splits of a run."""
+
+    source_tokenizer: Tokenizer
+    target_tokenizer: Tokenizer
+    train: ParallelData
+    valid: ParallelData
+    valid_references: list
+    skipped: int
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def tokenizer_path(config, lang):
+    return Path(config.output_dir) / f"tokenizer.{lang}.model"
+
+
+def load_tokenizers(config, train_if_missing=True):
+    """The run's two tokenizers, trained on the training split when missing."""
+    d = config.data
+    tokenizers = []
+    for lang, size in ((d.source_lang, config.tokenizer.source_vocab_size),
+                       (d.target_lang, config.tokenizer.target_vocab_size)):
+        path = tokenizer_path(config, lang)
+        if path.exists():
+            tokenizers.append(Tokenizer(path))
+            continue
+        if not train_if_missing:
+            raise FileNotFoundError(f"{path}: no tokenizer (train the run first).")
+        text = Path(d.dir) / f"{d.train_split}.{lang}"
+        data_lib.read_lines(text)  # clear errors before SentencePiece sees the file
+        log(f"Training the {lang} SentencePiece model ({size} pieces) on {text}")
+        tokenizers.append(train_tokenizer(
+            [text], path, vocab_size=size, model_type=config.tokenizer.model_type,
+            seed=config.training.seed,
+        ))
+    return tokenizers
+
+
+def load_corpus(config):
+    """Reads, checks and tokenizes the training and validation splits."""
+    d = config.data
+    train_lines = data_lib.read_parallel(
+        *data_lib.corpus_paths(d.dir, d.train_split, d.source_lang, d.target_lang))
+    valid_lines = data_lib.read_parallel(
+        *data_lib.corpus_paths(d.dir, d.valid_split, d.source_lang, d.target_lang))
+    source_tokenizer, target_tokenizer = load_tokenizers(config)
+    train = ParallelData.encode(source_tokenizer, target_tokenizer, *train_lines)
+    keep = np.flatnonzero(train.lengths() <= d.max_length)
+    skipped = len(train) - len(keep)
+    if skipped:
+        train = train.subset(keep)
+    valid = ParallelData.encode(source_tokenizer, target_tokenizer, *valid_lines)
+    return Corpus(source_tokenizer, target_tokenizer, train, valid, valid_lines[1], skipped)
+
+
+def build_model(config, source_vocab_size, target_vocab_size):
+    """The compiled `keras_rnn.Seq2Seq` of a config."""
+    m, e, t = config.model, config.evaluation, config.training
+    model = keras_rnn.Seq2Seq(
+        source_vocab_size, target_vocab_size,
+        embedding_dim=m.embedding_dim, units=m.units, encoder_units=m.encoder_units,
+        encoder_layers=m.encoder_layers, decoder_layers=m.decoder_layers,
+        bidirectional=m.bidirectional, cell=m.cell, cell_options=m.cell_options,
+        attention=m.attention, attention_options=m.attention_options,
+        attention_layer_size=m.attention_layer_size, tie_embeddings=m.tie_embeddings,
+        embedding_dropout=m.embedding_dropout, output_dropout=m.output_dropout,
+        bridge=m.bridge, seed=t.seed,
+        decoding=dict(
+            beam_size=e.beam_size, length_penalty_alpha=e.length_penalty_alpha,
+            max_length_ratio=e.max_length_ratio, max_length_offset=e.max_length_offset,
+            max_length=max(config.data.max_length * 2, 16),
+        ),
+    )
+    model.build()
+    optimizer = keras.optimizers.Adam(t.learning_rate, global_clipnorm=t.clip_norm)
+    model.compile(
+        optimizer,
+        keras_rnn.SequenceLoss(label_smoothing=t.label_smoothing),
+        jit_compile=bool(t.jit_compile),
+    )
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+# ------------------------------------------------------------ checkpoints
+
+
+class Checkpoints:
+    """Atomic checkpoints in `directory`, the newest named in `latest`."""
+
+    def __init__(self, directory, keep=2):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def latest(self):
+        pointer = self.directory / "latest"
+        if not pointer.exists():
+            return None
+        path = self.directory / pointer.read_text().strip()
+        return path if (path / "state.json").exists() else None
+
+    def save(self, model, state, config):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"step-{state['step']:08d}"
+        temporary = self.directory / f".tmp-{name}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        model.save_weights(temporary / "model.weights.h5")
+        state = dict(state, seeds=seed_states(model))
+        (temporary / "state.json").write_text(json.dumps(state, indent=1))
+        config.save(temporary / "config.yaml")
+        final = self.directory / name
+        if final.exists():
+            old = self.directory / f".old-{name}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            shutil.rmtree(old)
+        os.replace(temporary, final)
+        _write_atomic(self.directory / "latest", name)
+        for old in sorted(self.directory.glob("step-*"))[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def restore(self, model, path):
+        model.load_weights(path / "model.weights.h5")
+        state = json.loads((path / "state.json").read_text())
+        set_seed_states(model, state.pop("seeds", {}))
+        return state
+
+
+def _write_atomic(path, text):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def seed_states(model):
+    """Dropout / sampling seed-generator states (not in the weights file)."""
+    return {v.path: np.asarray(v).tolist() for v in model.variables if SEED_STATE in v.path}
+
+
+def set_seed_states(model, states):
+    for v in model.variables:
+        if v.path in states:
+            v.assign(np.asarray(states[v.path], dtype=v.dtype))
+
+
+# -------------------------------------------------------------- callbacks
+
+
+class Controller(keras.callbacks.Callback):
+    """Schedule, early stopping, checkpoints, history and tokens/s.
+
+    Args:
+        run: the `TrainingRun` (config, plan, checkpoints, state).
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+        self._clock = None
+        self._tokens = 0
+
+    @property
+    def state(self):
+        return self.run.state
+
+    def learning_rate(self):
+        t = self.run.config.training
+        warmup = min(1.0, (self.state["step"] + 1) / max(1, t.warmup_steps))
+        return max(t.min_learning_rate, t.learning_rate * warmup * self.state["lr_scale"])
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._clock is None:
+            self._clock, self._tokens = time.perf_counter(), 0
+        self.model.optimizer.learning_rate.assign(self.learning_rate())
+
+    def on_train_batch_end(self, batch, logs=None):
+        run, t = self.run, self.run.config.training
+        self._tokens += run.plan_tokens(self.state["step"])
+        self.state["step"] += 1
+        elapsed = time.perf_counter() - self._clock
+        rate = self._tokens / elapsed if elapsed > 0 else 0.0
+        if logs is not None:
+            logs["tok_s"] = rate
+        step = self.state["step"]
+        if step % t.log_every == 0:
+            record = dict(kind="train", step=step, epoch=self.state["epoch"],
+                          loss=float(logs["loss"]) if logs else math.nan,
+                          tokens_per_second=rate,
+                          learning_rate=float(self.learning_rate()))
+            run.record(record)
+            self._clock, self._tokens = time.perf_counter(), 0
+        if step % t.checkpoint_every == 0:
+            run.save_checkpoint()
+
+    def on_epoch_end(self, epoch, logs=None):
+        run, t = self.run, self.run.config.training
+        logs = logs or {}
+        self.state["epoch"] = epoch + 1
+        val_loss = float(logs.get("val_loss", math.nan))
+        record = dict(kind="epoch", step=self.state["step"], epoch=epoch + 1,
+                      loss=float(logs.get("loss", math.nan)), val_loss=val_loss,
+                      learning_rate=float(self.learning_rate()))
+        if t.validation_bleu:
+            record["val_bleu"] = run.validation_bleu()
+            logs["val_bleu"] = record["val_bleu"]
+        improved = val_loss < self.state["best_val_loss"]
+        if improved:
+            self.state.update(best_val_loss=val_loss, best_step=self.state["step"],
+                              wait=0, plateau_wait=0)
+            run.save_best()
+        else:
+            self.state["wait"] += 1
+            self.state["plateau_wait"] += 1
+            if self.state["plateau_wait"] >= t.plateau_patience:
+                self.state["lr_scale"] *= t.plateau_factor
+                self.state["plateau_wait"] = 0
+                log(f"Validation loss has not improved for {t.plateau_patience} "
+                    f"epoch(s): learning rate x{t.plateau_factor} -> {self.learning_rate():.2e}")
+            if self.state["wait"] >= t.early_stopping_patience:
+                log(f"Early stop: no improvement for {self.state['wait']} epochs "
+                    f"(best val_loss {self.state['best_val_loss']:.4f} at step "
+                    f"{self.state['best_step']}).")
+                self.state["finished"] = True
+                self.model.stop_training = True
+        if self.state["epoch"] >= t.epochs:
+            self.state["finished"] = True
+        run.record(record)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in record.items() if k != "kind"))
+        run.save_checkpoint()
+        self._clock = None
+
+
+# ------------------------------------------------------------------- run
+
+
+class TrainingRun:
+    """One training run: everything `keras-rnn train` does.
+
+    Args:
+        config: a `Config`.
+        devices: logical devices for the distribution (default: all).
+    """
+
+    def __init__(self, config, devices=None):
+        self.config = config
+        self.devices = devices
+        self.directory = Path(config.output_dir)
+        self.checkpoints = Checkpoints(self.directory / "checkpoints",
+                                       config.training.keep_checkpoints)
+        self.state = None
+        self.strategy = None
+
+    # ---- setup
+
+    def _distribution(self):
+        t = self.config.training
+        if t.distribution == "mirrored":
+            if keras.backend.backend() != "tensorflow":
+                raise ValueError("training.distribution=mirrored needs KERAS_BACKEND=tensorflow "
+                                 "(use data_parallel on JAX).")
+            import tensorflow as tf
+
+            self.strategy = tf.distribute.MirroredStrategy(self.devices)
+            return self.strategy.num_replicas_in_sync
+        if t.distribution == "data_parallel":
+            if keras.backend.backend() != "jax":
+                raise ValueError("training.distribution=data_parallel needs KERAS_BACKEND=jax "
+                                 "(use mirrored on TensorFlow).")
+            devices = self.devices or keras.distribution.list_devices()
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            return len(devices)
+        return 1
+
+    def setup(self):
+        config, t = self.config, self.config.training
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config.save(self.directory / "config.yaml")
+        keras.config.set_dtype_policy(t.precision)
+        keras.utils.set_random_seed(t.seed)
+        replicas = self._distribution()
+        self.corpus = c = load_corpus(config)
+        if c.skipped:
+            log(f"Skipped {c.skipped} training pairs longer than {config.data.max_length} tokens.")
+        self.plan = BatchPlan(
+            c.train.lengths(), t.max_tokens, t.bucket_width, seed=t.seed,
+            curriculum_passes=t.curriculum_passes, curriculum_start=t.curriculum_start,
+            batch_multiple=replicas,
+        )
+        self.valid_plan = BatchPlan(c.valid.lengths(), t.max_tokens, t.bucket_width,
+                                    seed=None, batch_multiple=replicas)
+        self.steps_per_epoch = t.steps_per_epoch or self.plan.steps_per_pass()
+        scope = self.strategy.scope() if self.strategy else _null_scope()
+        with scope:
+            self.model = build_model(config, c.source_tokenizer.vocab_size,
+                                     c.target_tokenizer.vocab_size)
+        log(f"{len(c.train)} training pairs, {len(c.valid)} validation pairs; "
+            f"model {self.model.count_params():,} parameters; "
+            f"{self.steps_per_epoch} steps per epoch of <= {t.max_tokens} tokens; "
+            f"backend {keras.backend.backend()}, {replicas} replica(s)")
+
+    # ---- state
+
+    def fresh_state(self):
+        return dict(step=0, epoch=0, lr_scale=1.0, best_val_loss=math.inf, best_step=0,
+                    wait=0, plateau_wait=0, finished=False)
+
+    def save_checkpoint(self):
+        self.checkpoints.save(self.model, self.state, self.config)
+
+    def record(self, record):
+        with open(self.directory / "history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        writer = self._tensorboard()
+        if writer is not None:
+            with writer.as_default(step=record["step"]):
+                for key, value in record.items():
+                    if key not in ("kind", "step", "epoch") and np.isfinite(value):
+                        name = key if record["kind"] == "epoch" else f"train/{key}"
+                        writer.scalar_summary(name, value)
+
+    def _tensorboard(self):
+        if not hasattr(self, "_writer"):
+            self._writer = None
+            try:
+                import tensorflow as tf
+            except ImportError:
+                return None
+            writer = tf.summary.create_file_writer(str(self.directory / "logs"))
+            self._writer = _Summary(writer, tf)
+        return self._writer
+
+    def plan_tokens(self, step):
+        """Real target tokens of the batch at global `step`."""
+        for _, _, chunk in self.plan.stream(step, step + 1):
+            chunk = chunk[chunk >= 0]
+            return int(self.corpus.train.target_lengths[chunk].sum())
+        return 0
+
+    def validation_bleu(self, limit=None):
+        """Greedy-decoding BLEU (sacreBLEU, cased) on the validation split."""
+        import sacrebleu
+
+        c = self.corpus
+        sources = c.valid.source[:limit]
+        hypotheses = translate_ids(self.model, c.target_tokenizer, sources,
+                                   method="greedy",
+                                   batch_size=self.config.evaluation.batch_size)
+        return float(sacrebleu.corpus_bleu(hypotheses, [c.valid_references[:limit]]).score)
+
+    def save_best(self):
+        """The best model so far: `model/model.keras` + tokenizers + config."""
+        target = self.directory / "model"
+        temporary = self.directory / ".tmp-model"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        self.model.save(temporary / "model.keras")
+        d = self.config.data
+        for lang, name in ((d.source_lang, "source"), (d.target_lang, "target")):
+            shutil.copy(tokenizer_path(self.config, lang), temporary / f"{name}.model")
+        self.config.save(temporary / "config.yaml")
+        (temporary / "best.json").write_text(json.dumps(
+            {"step": self.state["step"], "val_loss": self.state["best_val_loss"]}))
+        if target.exists():
+            old = self.directory / ".old-model"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            shutil.rmtree(old)
+        os.replace(temporary, target)
+
+    # ---- training
+
+    def dataset(self, start, stop):
+        kind = self.config.training.data_pipeline
+        if kind == "auto":
+            kind = "tf" if _has_tensorflow() else "python"
+        if kind == "tf":
+            return tf_dataset(self.corpus.train, self.plan, start, stop)
+        return numpy_batches(self.corpus.train, self.plan, start, stop)
+
+    def valid_dataset(self):
+        kind = self.config.training.data_pipeline
+        if kind == "auto":
+            kind = "tf" if _has_tensorflow() else "python"
+        if kind == "tf":
+            return tf_dataset(self.corpus.valid, self.valid_plan)
+        return BatchList(list(numpy_batches(self.corpus.valid, self.valid_plan)))
+
+    def train(self, stop_after_steps=None):
+        """Trains (or resumes) to the end. Returns the final state.
+
+        Args:
+            stop_after_steps: stop once the global step reaches this (used to
+                simulate an interruption in tests).
+        """
+        if not hasattr(self, "model"):
+            self.setup()
+        latest = self.checkpoints.latest()
+        if latest is not None:
+            self.state = self.checkpoints.restore(self.model, latest)
+            log(f"Resuming from {latest} (step {self.state['step']}, epoch {self.state['epoch']})")
+        else:
+            self.state = self.fresh_state()
+        t, S = self.config.training, self.steps_per_epoch
+        controller = Controller(self)
+        verbose = 1 if sys.stdout.isatty() else 2
+        while not self.state["finished"]:
+            step = self.state["step"]
+            epoch, done = divmod(step, S)
+            if epoch >= t.epochs:
+                self.state["finished"] = True
+                break
+            steps = S - done
+            if stop_after_steps is not None:
+                if step >= stop_after_steps:
+                    return self.state
+                steps = min(steps, stop_after_steps - step)
+            partial = steps < S - done
+            self.model.fit(
+                self.dataset(step, step + steps), epochs=epoch + 1, initial_epoch=epoch,
+                steps_per_epoch=steps,
+                validation_data=None if partial else self.valid_dataset(),
+                callbacks=[_PartialEpoch(controller) if partial else controller],
+                verbose=verbose,
+            )
+        if self.state.get("finished"):
+            self.save_checkpoint()
+            log(f"Finished at step {self.state['step']}; best val_loss "
+                f"{self.state['best_val_loss']:.4f} at step {self.state['best_step']}; "
+                f"model in {self.directory / 'model'}")
+        return self.state
+
+
+class BatchList(keras.utils.PyDataset):
+    """A fixed list of batches (the validation set without TensorFlow)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+class _PartialEpoch(keras.callbacks.Callback):
+    """The controller's batch hooks only (a run stopped inside an epoch)."""
+
+    def __init__(self, controller):
+        super().__init__()
+        self.controller = controller
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.controller.set_model(model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.controller.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.controller.on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        self.controller.run.save_checkpoint()
+
+
+class _Summary:
+    def __init__(self, writer, tf):
+        self.writer, self.tf = writer, tf
+
+    def as_default(self, step):
+        return self.writer.as_default(step=step)
+
+    def scalar_summary(self, name, value):
+        self.tf.summary.scalar(name, value)
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _has_tensorflow():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64,
+                  **settings):
+    """Decodes id sequences and detokenizes the best hypotheses."""
+    width = max(len(s) for s in sources)
+    matrix = np.zeros((len(sources), width), np.int32)
+    for i, s in enumerate(sources):
+        matrix[i, :len(s)] = s
+    result = model.decode(matrix, method=method, batch_size=batch_size, **settings)
+    return target_tokenizer.decode(np.asarray(result.ids)[:, 0])
