@@ -116,7 +116,11 @@ class SequenceLoss(keras.losses.Loss):
             if len(sample_weight.shape) == 1:
                 sample_weight = ops.expand_dims(sample_weight, -1)
             weights = weights * sample_weight
-        return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
+        # Under tf.distribute each replica divides by the token count of the
+        # whole global batch: Keras sums the replicas' gradients, so they
+        # add up to the gradient of the global token mean whatever the split.
+        count = _global_sum(ops.sum(weights))
+        return ops.sum(losses * weights) / ops.maximum(count, 1.0)
 
     def get_config(self):
         return {
@@ -845,6 +849,18 @@ def _compile_decoder(model, method, settings):
         jitted = jax.jit(pure)
         return lambda source: jitted([v.value for v in variables], source)
     return lambda source: tuple(fn(model, source, **settings))
+
+
+def _global_sum(value):
+    """`value` summed over the replicas of a `tf.distribute` strategy."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def _loop_length(time_major):

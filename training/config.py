@@ -85,6 +85,8 @@ class TrainingConfig:
     jit_compile: bool = True  # XLA
     distribution: str = "none"  # none | mirrored (TensorFlow) | data_parallel (JAX)
     data_pipeline: str = "auto"  # auto | tf (tf.data) | python (no TensorFlow)
+    batch_multiple: int = 1  # batch sizes are multiples of this and of the replicas
+    logical_cpus: int = 0  # split the CPU into this many TensorFlow devices (tests)
 
 
 @dataclass
@@ -160,7 +162,7 @@ class Config:
                 raise ValueError(f"{source}: {section}.{key} must be one of {choices}; got {value!r}.")
         t = self.training
         for key in ("epochs", "max_tokens", "bucket_width", "checkpoint_every",
-                    "keep_checkpoints", "log_every"):
+                    "keep_checkpoints", "log_every", "batch_multiple"):
             if not isinstance(getattr(t, key), int) or getattr(t, key) < 1:
                 raise ValueError(f"{source}: training.{key} must be a positive integer; got {getattr(t, key)!r}.")
         if t.max_tokens < t.bucket_width:

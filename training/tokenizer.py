@@ -131,7 +131,10 @@ class Tokenizer:
 
     def _tf_tokenizer(self):
         if self._tf is None:
-            self._tf = sentencepiece_op_tokenizer(self.model_proto)
+            import tensorflow as tf
+
+            with tf.init_scope():  # the model resource lives outside any tf.function
+                self._tf = sentencepiece_op_tokenizer(self.model_proto)
         return self._tf
 
     def tf_encode(self, sentences):

@@ -311,6 +311,12 @@ class TrainingRun:
 
     def _distribution(self):
         t = self.config.training
+        if t.logical_cpus:
+            import tensorflow as tf
+
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * t.logical_cpus)
         if t.distribution == "mirrored":
             if keras.backend.backend() != "tensorflow":
                 raise ValueError("training.distribution=mirrored needs KERAS_BACKEND=tensorflow "
@@ -332,19 +338,19 @@ class TrainingRun:
         config, t = self.config, self.config.training
         self.directory.mkdir(parents=True, exist_ok=True)
         config.save(self.directory / "config.yaml")
+        replicas = self._distribution()  # first: logical devices precede any op
         keras.config.set_dtype_policy(t.precision)
         keras.utils.set_random_seed(t.seed)
-        replicas = self._distribution()
         self.corpus = c = load_corpus(config)
         if c.skipped:
             log(f"Skipped {c.skipped} training pairs longer than {config.data.max_length} tokens.")
         self.plan = BatchPlan(
             c.train.lengths(), t.max_tokens, t.bucket_width, seed=t.seed,
             curriculum_passes=t.curriculum_passes, curriculum_start=t.curriculum_start,
-            batch_multiple=replicas,
+            batch_multiple=math.lcm(replicas, t.batch_multiple),
         )
         self.valid_plan = BatchPlan(c.valid.lengths(), t.max_tokens, t.bucket_width,
-                                    seed=None, batch_multiple=replicas)
+                                    seed=None, batch_multiple=math.lcm(replicas, t.batch_multiple))
         self.steps_per_epoch = t.steps_per_epoch or self.plan.steps_per_pass()
         scope = self.strategy.scope() if self.strategy else _null_scope()
         with scope:

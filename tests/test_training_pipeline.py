@@ -1,0 +1,182 @@
+"""Tokenizer, batching, curriculum and config of the training package."""
+
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.config import Config
+from training.pipeline import BatchPlan, ParallelData, competence
+from training.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+
+MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
+needs_multi30k = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
+
+
+def val_lines(lang):
+    return (MULTI30K / f"val.{lang}").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "de.model"
+    return train_tokenizer([MULTI30K / "train.de"], path, vocab_size=1000, max_sentences=5000)
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+@needs_multi30k
+def test_tokenizer_specials_and_round_trip(tokenizer):
+    assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.unk_id) == (0, 1, 2, 3)
+    assert tokenizer.id_to_piece([0, 1, 2, 3]) == ["<pad>", "<s>", "</s>", "<unk>"]
+    lines = val_lines("de")
+    ids = tokenizer.encode(lines)
+    assert all(PAD_ID not in row and BOS_ID not in row and EOS_ID not in row for row in ids)
+    decoded = tokenizer.decode([row + [EOS_ID, PAD_ID] for row in ids])
+    # SentencePiece normalises (NFKC, runs of spaces): round trip up to that.
+    normal = [unicodedata.normalize("NFKC", " ".join(line.split())) for line in lines]
+    assert decoded == normal
+    assert sum(d == line for d, line in zip(decoded, lines)) >= len(lines) - 2
+    # Reloaded from its file, the same model gives the same ids.
+    assert Tokenizer(tokenizer.model_proto).encode(lines[:50]) == ids[:50]
+
+
+@needs_multi30k
+def test_in_graph_tokenizer_equals_python_on_validation_set(tokenizer):
+    import tensorflow as tf
+
+    lines = val_lines("de")
+    python_ids = tokenizer.encode(lines)
+    graph_ids = tf.function(tokenizer.tf_encode)(tf.constant(lines))
+    assert graph_ids.to_list() == python_ids
+    # Decoding: a padded matrix with EOS (and junk after it) and a BOS.
+    width = max(map(len, python_ids)) + 3
+    matrix = np.zeros((len(lines), width), np.int32)
+    for i, row in enumerate(python_ids):
+        matrix[i, :len(row) + 2] = [BOS_ID] + row + [EOS_ID]
+        matrix[i, len(row) + 2:] = 7  # after EOS: ignored
+    graph_text = [s.decode("utf-8") for s in tf.function(tokenizer.tf_decode)(matrix).numpy()]
+    assert graph_text == tokenizer.decode(matrix)
+
+
+def test_tokenizer_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such SentencePiece model"):
+        Tokenizer(tmp_path / "missing.model")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        train_tokenizer([tmp_path / "missing.txt"], tmp_path / "x.model")
+
+
+# ----------------------------------------------------------------- batching
+
+
+def test_batch_shifts_target_and_fills_empty_rows():
+    data = ParallelData([[5, 6, EOS_ID], [7, EOS_ID]], [[8, EOS_ID], [9, 10, 11, EOS_ID]])
+    inputs, labels = data.batch(np.array([1, 0, -1]), length=4)
+    np.testing.assert_array_equal(inputs["source"], [[7, 2, 0, 0], [5, 6, 2, 0], [2, 0, 0, 0]])
+    np.testing.assert_array_equal(labels, [[9, 10, 11, 2], [8, 2, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(inputs["target"], [[1, 9, 10, 11], [1, 8, 0, 0], [1, 0, 0, 0]])
+
+
+def random_lengths(n=3000, seed=0):
+    return np.random.default_rng(seed).integers(1, 60, n)
+
+
+@pytest.mark.parametrize("batch_multiple", [1, 2])
+def test_bucketing_covers_every_pair_once_per_pass(batch_multiple):
+    lengths = random_lengths()
+    plan = BatchPlan(lengths, max_tokens=512, bucket_width=4, seed=3,
+                     batch_multiple=batch_multiple)
+    for pass_index in range(3):
+        batches = plan.pass_batches(pass_index)
+        seen = np.concatenate([chunk[chunk >= 0] for _, chunk in batches])
+        assert len(seen) == len(lengths)
+        np.testing.assert_array_equal(np.sort(seen), np.arange(len(lengths)))
+        for length, chunk in batches:
+            real = chunk[chunk >= 0]
+            assert length % 4 == 0 and lengths[real].max() <= length
+            assert length - lengths[real].max() < 4  # padded to the bucket only
+            assert len(chunk) * length <= 512
+            assert len(chunk) == plan.batch_size(length)  # one shape per bucket
+            assert len(chunk) % batch_multiple == 0
+        assert len(batches) == plan.steps_per_pass()
+    # Passes are shuffled differently, reproducibly.
+    first = [c.tolist() for _, c in plan.pass_batches(0)]
+    assert first != [c.tolist() for _, c in plan.pass_batches(1)]
+    again = BatchPlan(lengths, max_tokens=512, bucket_width=4, seed=3,
+                      batch_multiple=batch_multiple)
+    assert first == [c.tolist() for _, c in again.pass_batches(0)]
+
+
+def test_stream_resumes_at_any_step():
+    plan = BatchPlan(random_lengths(500), max_tokens=256, seed=1)
+    full = [(s, c.tolist()) for s, _, c in plan.stream(0, 3 * plan.steps_per_pass())]
+    assert [s for s, _ in full] == list(range(len(full)))
+    for start in (0, 1, plan.steps_per_pass() - 1, plan.steps_per_pass() + 5):
+        resumed = [(s, c.tolist()) for s, _, c in plan.stream(start, len(full))]
+        assert resumed == full[start:]
+
+
+def test_unshuffled_plan_is_one_pass_in_length_order():
+    lengths = random_lengths(300)
+    plan = BatchPlan(lengths, max_tokens=256, seed=None)
+    batches = list(plan.stream())
+    assert len(batches) == plan.steps_per_pass()
+    assert [length for _, length, _ in batches] == sorted(length for _, length, _ in batches)
+
+
+def test_curriculum_follows_competence_schedule():
+    lengths = random_lengths(2000, seed=4)
+    passes, start = 4, 0.2
+    plan = BatchPlan(lengths, max_tokens=512, seed=0, curriculum_passes=passes,
+                     curriculum_start=start)
+    expected = [0.2, np.sqrt(0.96 / 4 + 0.04), np.sqrt(2 * 0.96 / 4 + 0.04),
+                np.sqrt(3 * 0.96 / 4 + 0.04), 1.0, 1.0]
+    order = np.lexsort((np.arange(len(lengths)), lengths))  # easiest first
+    for p, c in enumerate(expected):
+        assert competence(p, passes, start) == pytest.approx(c)
+        seen = np.sort(np.concatenate([k[k >= 0] for _, k in plan.pass_batches(p)]))
+        count = int(np.ceil(c * len(lengths) - 1e-9))
+        np.testing.assert_array_equal(seen, np.sort(order[:count]))
+        # Every pair used is no longer than every pair left out.
+        if count < len(lengths):
+            assert lengths[seen].max() <= lengths[order[count:]].min()
+    sizes = [plan.pass_batches(p) for p in range(5)]
+    assert [len(b) for b in sizes] == sorted(len(b) for b in sizes)
+
+
+def test_batch_plan_errors():
+    with pytest.raises(ValueError, match="max_tokens=16 cannot hold"):
+        BatchPlan([30], max_tokens=16)
+    with pytest.raises(ValueError, match="No sentence pairs"):
+        BatchPlan([], max_tokens=16)
+
+
+# ------------------------------------------------------------------- config
+
+
+def test_config_round_trip_and_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ntraining:\n  epochs: 3\nmodel:\n  cell: lstm\n")
+    config = Config.load(path, overrides=["training.max_tokens=1024", "model.units=64"])
+    assert (config.training.epochs, config.training.max_tokens, config.model.units,
+            config.model.cell) == (3, 1024, 64, "lstm")
+    config.save(tmp_path / "saved.yaml")
+    assert Config.load(tmp_path / "saved.yaml") == config
+    path.write_text("training:\n  epochz: 3\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['epochz'\] in section 'training'"):
+        Config.load(path)
+    path.write_text("training:\n  precision: float8\n")
+    with pytest.raises(ValueError, match="training.precision must be one of"):
+        Config.load(path)
+    with pytest.raises(FileNotFoundError, match="no such config file"):
+        Config.load(tmp_path / "nope.yaml")
+
+
+def test_shipped_configs_load():
+    configs = Path(__file__).resolve().parents[1] / "training" / "configs"
+    names = sorted(p.name for p in configs.glob("*.yaml"))
+    assert names == ["multi30k_de_en.yaml", "multi30k_en_de.yaml", "quick.yaml"]
+    for name in names:
+        Config.load(configs / name)

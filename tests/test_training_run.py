@@ -1,0 +1,236 @@
+"""End to end: `keras-rnn train` / `evaluate` / `plot` on a tiny translator.
+
+The runs train on Multi30k's validation split (1,014 pairs, read in place)
+with a tiny model, in subprocesses: every run starts from a fresh Keras
+(dtype policy, seeds, logical devices), as a user's command does.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+pytestmark = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
+
+TINY = {
+    "name": "tiny",
+    "data": {"dir": str(MULTI30K), "train_split": "val", "valid_split": "test_2016_flickr",
+             "max_length": 24},
+    "tokenizer": {"source_vocab_size": 300, "target_vocab_size": 300},
+    "model": {"embedding_dim": 16, "units": 32, "encoder_units": 16,
+              "embedding_dropout": 0.1, "output_dropout": 0.1},
+    "training": {"epochs": 2, "steps_per_epoch": 6, "max_tokens": 384, "bucket_width": 8,
+                 "warmup_steps": 4, "learning_rate": 0.01, "checkpoint_every": 2,
+                 "log_every": 2, "jit_compile": False, "validation_bleu": True,
+                 "keep_checkpoints": 20},
+    "evaluation": {"beam_size": 3, "batch_size": 256},
+}
+
+
+def write_config(tmp_path, name, **sections):
+    config = json.loads(json.dumps(TINY))
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    config["output_dir"] = str(tmp_path / name)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli(*args, env=None, check=True, wait=True):
+    environment = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3",
+                       **(env or {}))
+    command = [sys.executable, "-m", "training.cli", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, env=environment,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True,
+                            text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def weights(run_dir):
+    """All arrays of the newest checkpoint's weights file (model + optimizer)."""
+    checkpoints = run_dir / "checkpoints"
+    latest = checkpoints / (checkpoints / "latest").read_text().strip()
+    arrays = {}
+    with h5py.File(latest / "model.weights.h5") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays, json.loads((latest / "state.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An uninterrupted tiny run: 2 epochs of 6 steps."""
+    tmp_path = tmp_path_factory.mktemp("runs")
+    result = cli("train", write_config(tmp_path, "full"))
+    return tmp_path / "full", result.stdout
+
+
+def test_training_run_writes_everything(trained):
+    run, stdout = trained
+    assert "Finished at step 12" in stdout
+    for name in ("config.yaml", "tokenizer.de.model", "tokenizer.en.model",
+                 "history.jsonl", "model/model.keras", "model/source.model",
+                 "model/target.model", "model/config.yaml"):
+        assert (run / name).exists(), name
+    assert list((run / "logs").iterdir())  # TensorBoard event files
+    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and [r["step"] for r in epochs] == [6, 12]
+    assert all(np.isfinite(r["val_loss"]) and "val_bleu" in r for r in epochs)
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [2, 4, 6, 8, 10, 12]
+    assert all(r["tokens_per_second"] > 0 for r in train)
+    # Warm-up: lr = 0.01 * (step + 1) / 4 until step 3, then flat.
+    assert train[0]["learning_rate"] == pytest.approx(0.01 * 3 / 4)
+    assert train[2]["learning_rate"] == pytest.approx(0.01)
+    # The loss goes down from its start (log 300 = 5.7 with smoothing).
+    assert train[-1]["loss"] < train[0]["loss"]
+    _, state = weights(run)
+    assert state["step"] == 12 and state["epoch"] == 2 and state["finished"]
+    # Running the finished command again trains nothing more.
+    again = cli("train", run.parent / "full.yaml")
+    assert "Resuming from" in again.stdout and weights(run)[1]["step"] == 12
+
+
+def test_resume_after_kill_matches_uninterrupted_run(trained, tmp_path):
+    """kill -9 in the middle of epoch 2, run again: same steps and weights."""
+    full, _ = trained
+    config = write_config(tmp_path, "killed")
+    run = tmp_path / "killed"
+    process = cli("train", config, wait=False)
+    # Wait for the checkpoint of step 8 (epoch 2, step 2 of 6), then kill.
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        latest = run / "checkpoints" / "latest"
+        if latest.exists() and latest.read_text().strip() >= "step-00000008":
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = weights(run)[1]["step"]
+    assert 8 <= killed_at < 12, killed_at
+    result = cli("train", config)
+    assert f"Resuming from {run / 'checkpoints'}" in result.stdout
+    expected, expected_state = weights(full)
+    actual, state = weights(run)
+    assert state["step"] == expected_state["step"] == 12
+    assert state["best_val_loss"] == pytest.approx(expected_state["best_val_loss"], rel=1e-6)
+    assert set(actual) == set(expected)
+    for name in expected:  # model weights and optimizer moments
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_bad_data_names_file_and_line_and_keeps_the_run(trained, tmp_path):
+    full, _ = trained
+    before = weights(full)[0]
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("val", "test_2016_flickr"):
+        for lang in ("de", "en"):
+            lines = (MULTI30K / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            if split == "val" and lang == "en":
+                lines[41] = "   "
+            (data / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = yaml.safe_load((full.parent / "full.yaml").read_text())
+    config["data"]["dir"] = str(data)
+    config["training"]["epochs"] = 4
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = cli("train", path, check=False)
+    assert result.returncode == 2
+    assert f"{data / 'val.en'}" in result.stderr and "line 42 is empty" in result.stderr
+    # The trained run is untouched.
+    after = weights(full)[0]
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+    (data / "val.en").write_bytes(b"ok\n" * 5 + b"caf\xe9\n")
+    result = cli("train", path, check=False)
+    assert result.returncode == 2 and "line 6 is not valid UTF-8" in result.stderr
+
+
+def test_evaluate_writes_translations_and_sacrebleu_scores(trained, tmp_path):
+    import sacrebleu
+
+    run, _ = trained
+    output = tmp_path / "out.txt"
+    result = cli("evaluate", run, "--limit", "40", "--output", output)
+    assert "BLEU (cased)" in result.stdout and "nrefs:1|case:mixed|eff:no|tok:13a" in result.stdout
+    hypotheses = output.read_text(encoding="utf-8").splitlines()
+    assert len(hypotheses) == 40
+    references = (MULTI30K / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()[:40]
+    scores = json.loads((run / "bleu.test_2016_flickr.json").read_text())
+    assert scores["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu(hypotheses, [references]).score, abs=0.01)
+    assert scores["bleu_lowercased"] == pytest.approx(
+        sacrebleu.corpus_bleu(hypotheses, [references], lowercase=True).score, abs=0.01)
+    assert scores["beam_size"] == 3 and scores["sentences"] == 40
+
+
+def test_plot_writes_curves_and_attention_maps(trained):
+    run, _ = trained
+    result = cli("plot", run, "--index", "0", "3", "--sentence", "Ein Hund.")
+    paths = [Path(line) for line in result.stdout.split()]
+    assert [p.name for p in paths] == ["history.png", "attention_0.png", "attention_1.png",
+                                      "attention_2.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_translate_command(trained):
+    run, _ = trained
+    result = cli("translate", run, "Ein Hund läuft.", "Zwei Männer.")
+    assert len(result.stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy is TensorFlow's")
+def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
+    losses = {}
+    for name, distribution in (("single", "none"), ("mirrored", "mirrored")):
+        config = write_config(tmp_path, name, training={
+            "distribution": distribution, "epochs": 1, "steps_per_epoch": 8,
+            "log_every": 1, "validation_bleu": False, "logical_cpus": 2,
+            "batch_multiple": 2}, model={"embedding_dropout": 0.0, "output_dropout": 0.0})
+        result = cli("train", config)
+        assert ("2 replica(s)" if distribution == "mirrored" else "1 replica(s)") in result.stdout
+        records = [json.loads(line)
+                   for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in records if r["kind"] == "train"]
+    assert len(losses["mirrored"]) == 8
+    # Each replica divides by the global token count: the same global mean
+    # (up to float summation order), also for batches whose padding rows
+    # all land on one replica.
+    np.testing.assert_allclose(losses["mirrored"], losses["single"], rtol=1e-4)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX's")
+def test_data_parallel_on_two_cpu_devices_matches_single_device(tmp_path):
+    losses = {}
+    for name, distribution in (("single", "none"), ("parallel", "data_parallel")):
+        config = write_config(tmp_path, name, training={
+            "distribution": distribution, "epochs": 1, "steps_per_epoch": 8,
+            "log_every": 1, "validation_bleu": False, "batch_multiple": 2},
+            model={"embedding_dropout": 0.0, "output_dropout": 0.0})
+        result = cli("train", config,
+                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+        assert ("2 replica(s)" if distribution == "data_parallel" else "1 replica(s)") \
+            in result.stdout
+        records = [json.loads(line)
+                   for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in records if r["kind"] == "train"]
+    # One program over both devices: the same global token mean.
+    np.testing.assert_allclose(losses["parallel"], losses["single"], rtol=1e-4)
