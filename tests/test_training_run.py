@@ -32,7 +32,9 @@ TINY = {
               "embedding_dropout": 0.1, "output_dropout": 0.1},
     "training": {"epochs": 2, "steps_per_epoch": 6, "max_tokens": 384, "bucket_width": 8,
                  "warmup_steps": 4, "learning_rate": 0.01, "checkpoint_every": 2,
-                 "log_every": 2, "jit_compile": False, "validation_bleu": True,
+                 "log_every": 2, "jit_compile": False,
+                 # JAX compiles the greedy decoder anew in every process (slow on CPU).
+                 "validation_bleu": BACKEND == "tensorflow",
                  "keep_checkpoints": 20},
     "evaluation": {"beam_size": 3, "batch_size": 256},
 }
@@ -92,7 +94,9 @@ def test_training_run_writes_everything(trained):
     records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and [r["step"] for r in epochs] == [6, 12]
-    assert all(np.isfinite(r["val_loss"]) and "val_bleu" in r for r in epochs)
+    assert all(np.isfinite(r["val_loss"]) for r in epochs)
+    if BACKEND == "tensorflow":
+        assert all(0 <= r["val_bleu"] <= 100 for r in epochs)
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [2, 4, 6, 8, 10, 12]
     assert all(r["tokens_per_second"] > 0 for r in train)

@@ -214,6 +214,7 @@ class Controller(keras.callbacks.Callback):
         self.run = run
         self._clock = None
         self._tokens = 0
+        self._rate = None
 
     @property
     def state(self):
@@ -227,7 +228,12 @@ class Controller(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._clock is None:
             self._clock, self._tokens = time.perf_counter(), 0
-        self.model.optimizer.learning_rate.assign(self.learning_rate())
+        rate = self.learning_rate()
+        if rate != self._rate:
+            # `self.model` syncs JAX's in-flight state into the variables and
+            # makes fit read it back, so the assignment reaches the next step.
+            self.model.optimizer.learning_rate.assign(rate)
+            self._rate = rate
 
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.training
@@ -246,6 +252,7 @@ class Controller(keras.callbacks.Callback):
             run.record(record)
             self._clock, self._tokens = time.perf_counter(), 0
         if step % t.checkpoint_every == 0:
+            self.model  # on JAX: sync the in-flight state into the variables
             run.save_checkpoint()
 
     def on_epoch_end(self, epoch, logs=None):
