@@ -21,7 +21,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
-pytestmark = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
+pytestmark = [
+    pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy"),
+    # Each subprocess recompiles every batch shape under XLA:CPU, minutes
+    # apiece on 2 cores; the JAX trainer path is not yet covered here.
+    pytest.mark.skipif(BACKEND == "jax", reason="JAX subprocess runs take too long on CPU"),
+]
 
 TINY = {
     "name": "tiny",
@@ -30,7 +35,7 @@ TINY = {
     "tokenizer": {"source_vocab_size": 300, "target_vocab_size": 300},
     "model": {"embedding_dim": 16, "units": 32, "encoder_units": 16,
               "embedding_dropout": 0.1, "output_dropout": 0.1},
-    "training": {"epochs": 2, "steps_per_epoch": 6, "max_tokens": 384, "bucket_width": 8,
+    "training": {"epochs": 2, "steps_per_epoch": 6, "max_tokens": 384, "bucket_width": 24,
                  "warmup_steps": 4, "learning_rate": 0.01, "checkpoint_every": 2,
                  "log_every": 2, "jit_compile": False,
                  # JAX compiles the greedy decoder anew in every process (slow on CPU).
