@@ -16,6 +16,7 @@ import numpy as np
 
 from training import data as data_lib
 from training.config import Config
+from training.pipeline import pad_rows
 from training.tokenizer import EOS_ID, Tokenizer
 
 
@@ -44,11 +45,7 @@ class Translator:
 
     def encode(self, sentences):
         """Sentences -> `(batch, S)` padded source ids (EOS appended)."""
-        ids = [row + [EOS_ID] for row in self.source_tokenizer.encode(sentences)]
-        matrix = np.zeros((len(ids), max(len(r) for r in ids)), np.int32)
-        for i, row in enumerate(ids):
-            matrix[i, :len(row)] = row
-        return matrix
+        return pad_rows([row + [EOS_ID] for row in self.source_tokenizer.encode(sentences)])
 
     def translate(self, sentences, method="beam", batch_size=None, **settings):
         """Sentences -> `(translations, DecodeResult)`."""

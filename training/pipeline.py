@@ -91,6 +91,14 @@ class ParallelData:
         return {"source": source, "target": decoder_input}, labels
 
 
+def pad_rows(rows, pad_id=PAD_ID):
+    """Id sequences -> one `(len(rows), longest)` int32 matrix, padded."""
+    matrix = np.full((len(rows), max(len(r) for r in rows)), pad_id, np.int32)
+    for i, row in enumerate(rows):
+        matrix[i, :len(row)] = row
+    return matrix
+
+
 def competence(pass_index, passes, start):
     """Fraction of the data (easiest first) used in pass `pass_index`."""
     if passes <= 0 or pass_index >= passes:

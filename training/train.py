@@ -27,6 +27,8 @@ improvement, keeping the best weights. Gradients are clipped to a global
 norm of `clip_norm` (Pascanu et al. 2013).
 """
 
+import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -41,8 +43,7 @@ import numpy as np
 
 import keras_rnn
 from training import data as data_lib
-from training.config import Config
-from training.pipeline import BatchPlan, ParallelData, numpy_batches, tf_dataset
+from training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
 from training.tokenizer import Tokenizer, train_tokenizer
 
 SEED_STATE = "seed_generator_state"
@@ -359,7 +360,7 @@ class TrainingRun:
         self.valid_plan = BatchPlan(c.valid.lengths(), t.max_tokens, t.bucket_width,
                                     seed=None, batch_multiple=math.lcm(replicas, t.batch_multiple))
         self.steps_per_epoch = t.steps_per_epoch or self.plan.steps_per_pass()
-        scope = self.strategy.scope() if self.strategy else _null_scope()
+        scope = self.strategy.scope() if self.strategy else contextlib.nullcontext()
         with scope:
             self.model = build_model(config, c.source_tokenizer.vocab_size,
                                      c.target_tokenizer.vocab_size)
@@ -380,24 +381,16 @@ class TrainingRun:
     def record(self, record):
         with open(self.directory / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        writer = self._tensorboard()
-        if writer is not None:
-            with writer.as_default(step=record["step"]):
-                for key, value in record.items():
-                    if key not in ("kind", "step", "epoch") and np.isfinite(value):
-                        name = key if record["kind"] == "epoch" else f"train/{key}"
-                        writer.scalar_summary(name, value)
+        if importlib.util.find_spec("tensorflow") is None:
+            return  # TensorBoard's writer needs TensorFlow
+        import tensorflow as tf
 
-    def _tensorboard(self):
         if not hasattr(self, "_writer"):
-            self._writer = None
-            try:
-                import tensorflow as tf
-            except ImportError:
-                return None
-            writer = tf.summary.create_file_writer(str(self.directory / "logs"))
-            self._writer = _Summary(writer, tf)
-        return self._writer
+            self._writer = tf.summary.create_file_writer(str(self.directory / "logs"))
+        with self._writer.as_default(step=record["step"]):
+            for key, value in record.items():
+                if key not in ("kind", "step", "epoch") and np.isfinite(value):
+                    tf.summary.scalar(key if record["kind"] == "epoch" else f"train/{key}", value)
 
     def plan_tokens(self, step):
         """Real target tokens of the batch at global `step`."""
@@ -439,19 +432,19 @@ class TrainingRun:
 
     # ---- training
 
-    def dataset(self, start, stop):
+    def _pipeline_kind(self):
         kind = self.config.training.data_pipeline
         if kind == "auto":
-            kind = "tf" if _has_tensorflow() else "python"
-        if kind == "tf":
+            kind = "tf" if importlib.util.find_spec("tensorflow") else "python"
+        return kind
+
+    def dataset(self, start, stop):
+        if self._pipeline_kind() == "tf":
             return tf_dataset(self.corpus.train, self.plan, start, stop)
         return numpy_batches(self.corpus.train, self.plan, start, stop)
 
     def valid_dataset(self):
-        kind = self.config.training.data_pipeline
-        if kind == "auto":
-            kind = "tf" if _has_tensorflow() else "python"
-        if kind == "tf":
+        if self._pipeline_kind() == "tf":
             return tf_dataset(self.corpus.valid, self.valid_plan)
         return BatchList(list(numpy_batches(self.corpus.valid, self.valid_plan)))
 
@@ -535,37 +528,8 @@ class _PartialEpoch(keras.callbacks.Callback):
         self.controller.run.save_checkpoint()
 
 
-class _Summary:
-    def __init__(self, writer, tf):
-        self.writer, self.tf = writer, tf
-
-    def as_default(self, step):
-        return self.writer.as_default(step=step)
-
-    def scalar_summary(self, name, value):
-        self.tf.summary.scalar(name, value)
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _has_tensorflow():
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
-
-
 def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64,
                   **settings):
     """Decodes id sequences and detokenizes the best hypotheses."""
-    width = max(len(s) for s in sources)
-    matrix = np.zeros((len(sources), width), np.int32)
-    for i, s in enumerate(sources):
-        matrix[i, :len(s)] = s
-    result = model.decode(matrix, method=method, batch_size=batch_size, **settings)
+    result = model.decode(pad_rows(sources), method=method, batch_size=batch_size, **settings)
     return target_tokenizer.decode(np.asarray(result.ids)[:, 0])
