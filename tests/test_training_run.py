@@ -207,40 +207,35 @@ def test_translate_command_matches_evaluate(trained, tmp_path):
     assert from_stdin == from_arguments
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy is TensorFlow's")
-def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
+def losses_single_and_distributed(tmp_path, distribution, env=None):
+    """Per-step training losses of one device and of `distribution` on two."""
     losses = {}
-    for name, distribution in (("single", "none"), ("mirrored", "mirrored")):
+    for name in ("none", distribution):
         config = write_config(tmp_path, name, training={
-            "distribution": distribution, "epochs": 1, "steps_per_epoch": 8,
-            "log_every": 1, "validation_bleu": False, "logical_cpus": 2,
-            "batch_multiple": 2}, model={"embedding_dropout": 0.0, "output_dropout": 0.0})
-        result = cli("train", config)
-        assert ("2 replica(s)" if distribution == "mirrored" else "1 replica(s)") in result.stdout
+            "distribution": name, "epochs": 1, "steps_per_epoch": 8, "log_every": 1,
+            "validation_bleu": False, "logical_cpus": 2, "batch_multiple": 2},
+            model={"embedding_dropout": 0.0, "output_dropout": 0.0})
+        result = cli("train", config, env=env)
+        assert f"{1 if name == 'none' else 2} replica(s)" in result.stdout
         records = [json.loads(line)
                    for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
         losses[name] = [r["loss"] for r in records if r["kind"] == "train"]
-    assert len(losses["mirrored"]) == 8
+    assert len(losses[distribution]) == 8
+    return losses["none"], losses[distribution]
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy is TensorFlow's")
+def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
+    single, mirrored = losses_single_and_distributed(tmp_path, "mirrored")
     # Each replica divides by the global token count: the same global mean
     # (up to float summation order), also for batches whose padding rows
     # all land on one replica.
-    np.testing.assert_allclose(losses["mirrored"], losses["single"], rtol=0.02)
+    np.testing.assert_allclose(mirrored, single, rtol=0.02)
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX's")
 def test_data_parallel_on_two_cpu_devices_matches_single_device(tmp_path):
-    losses = {}
-    for name, distribution in (("single", "none"), ("parallel", "data_parallel")):
-        config = write_config(tmp_path, name, training={
-            "distribution": distribution, "epochs": 1, "steps_per_epoch": 8,
-            "log_every": 1, "validation_bleu": False, "batch_multiple": 2},
-            model={"embedding_dropout": 0.0, "output_dropout": 0.0})
-        result = cli("train", config,
-                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-        assert ("2 replica(s)" if distribution == "data_parallel" else "1 replica(s)") \
-            in result.stdout
-        records = [json.loads(line)
-                   for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
-        losses[name] = [r["loss"] for r in records if r["kind"] == "train"]
+    single, parallel = losses_single_and_distributed(
+        tmp_path, "data_parallel", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     # One program over both devices: the same global token mean.
-    np.testing.assert_allclose(losses["parallel"], losses["single"], rtol=1e-4)
+    np.testing.assert_allclose(parallel, single, rtol=1e-4)
