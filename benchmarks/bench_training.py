@@ -42,7 +42,8 @@ def main():
         real = sum(int(data.target_lengths[c[c >= 0]].sum()) for _, _, c in batches)
         padded = sum(len(c) * length for _, length, c in batches)
         start = time.perf_counter()
-        model.fit(tf_dataset(data, plan, 0, args.steps), steps_per_epoch=args.steps, verbose=0)
+        model.fit(tf_dataset(data, plan, 0, args.steps), steps_per_epoch=args.steps,
+                  shuffle=False, verbose=0)
         seconds = time.perf_counter() - start
     import keras
 

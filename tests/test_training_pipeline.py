@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training.config import Config
-from training.pipeline import BatchPlan, ParallelData, competence
+from training.pipeline import BatchPlan, ParallelData, competence, numpy_batches, tf_dataset
 from training.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
@@ -124,6 +124,26 @@ def test_unshuffled_plan_is_one_pass_in_length_order():
     batches = list(plan.stream())
     assert len(batches) == plan.steps_per_pass()
     assert [length for _, length, _ in batches] == sorted(length for _, length, _ in batches)
+
+
+def test_tf_dataset_yields_the_numpy_batches_and_knows_their_count():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(5)
+    rows = [list(rng.integers(4, 50, n)) + [EOS_ID] for n in rng.integers(1, 20, 200)]
+    data = ParallelData(rows, rows[::-1])
+    train = BatchPlan(data.lengths(), max_tokens=96, bucket_width=4, seed=2)
+    valid = BatchPlan(data.lengths(), max_tokens=96, bucket_width=4, seed=None)
+    for plan, start, stop in ((train, 3, train.steps_per_pass() + 7), (valid, 2, None)):
+        expected = list(numpy_batches(data, plan, start, stop))
+        dataset = tf_dataset(data, plan, start, stop)
+        assert int(dataset.cardinality()) == len(expected)
+        actual = list(dataset.as_numpy_iterator())
+        assert len(actual) == len(expected)
+        for (inputs, labels), (want_inputs, want_labels) in zip(actual, expected):
+            np.testing.assert_array_equal(inputs["source"], want_inputs["source"])
+            np.testing.assert_array_equal(inputs["target"], want_inputs["target"])
+            np.testing.assert_array_equal(labels, want_labels)
+    assert tf_dataset(data, train).cardinality() == tf.data.INFINITE_CARDINALITY
 
 
 def test_curriculum_follows_competence_schedule():

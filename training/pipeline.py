@@ -218,4 +218,12 @@ def tf_dataset(data, plan, start_step=0, stop_step=None):
         lambda: numpy_batches(data, plan, start_step, stop_step),
         output_signature=({"source": spec, "target": spec}, spec),
     )
-    return dataset.prefetch(4)
+    # A known length: Keras then neither warns "Your input ran out of data;
+    # interrupting training" at the end of every validation pass nor guesses.
+    if stop_step is not None:
+        count = stop_step - start_step
+    elif plan.seed is None:
+        count = plan.steps_per_pass() - start_step
+    else:
+        count = tf.data.INFINITE_CARDINALITY
+    return dataset.apply(tf.data.experimental.assert_cardinality(count)).prefetch(4)

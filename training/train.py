@@ -486,7 +486,7 @@ class TrainingRun:
             partial = steps < S - done
             self.model.fit(
                 self.dataset(step, step + steps), epochs=epoch + 1, initial_epoch=epoch,
-                steps_per_epoch=steps,
+                steps_per_epoch=steps, shuffle=False,  # the plan has shuffled them
                 validation_data=None if partial else self.valid_dataset(),
                 callbacks=[_PartialEpoch(controller) if partial else controller],
                 verbose=verbose,
