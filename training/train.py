@@ -288,6 +288,8 @@ class Controller(keras.callbacks.Callback):
                 self.model.stop_training = True
         if self.state["epoch"] >= t.epochs:
             self.state["finished"] = True
+        # One `fit` call per epoch: `TrainingRun.train` starts the next one.
+        self.model.stop_training = True
         run.record(record)
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in record.items() if k != "kind"))
@@ -485,7 +487,9 @@ class TrainingRun:
                 steps = min(steps, stop_after_steps - step)
             partial = steps < S - done
             self.model.fit(
-                self.dataset(step, step + steps), epochs=epoch + 1, initial_epoch=epoch,
+                # epochs=t.epochs so that the progress bar says "Epoch 3/30";
+                # the callbacks stop `fit` after this one.
+                self.dataset(step, step + steps), epochs=t.epochs, initial_epoch=epoch,
                 steps_per_epoch=steps, shuffle=False,  # the plan has shuffled them
                 validation_data=None if partial else self.valid_dataset(),
                 callbacks=[_PartialEpoch(controller) if partial else controller],
@@ -529,6 +533,9 @@ class _PartialEpoch(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.controller.on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         self.controller.run.save_checkpoint()
