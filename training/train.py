@@ -285,7 +285,6 @@ class Controller(keras.callbacks.Callback):
                     f"(best val_loss {self.state['best_val_loss']:.4f} at step "
                     f"{self.state['best_step']}).")
                 self.state["finished"] = True
-                self.model.stop_training = True
         if self.state["epoch"] >= t.epochs:
             self.state["finished"] = True
         # One `fit` call per epoch: `TrainingRun.train` starts the next one.
