@@ -345,6 +345,7 @@ class TrainingRun:
 
     def setup(self):
         config, t = self.config, self.config.training
+        self._pipeline_kind()  # an impossible pipeline fails before anything is written
         self.directory.mkdir(parents=True, exist_ok=True)
         config.save(self.directory / "config.yaml")
         replicas = self._distribution()  # first: logical devices precede any op
@@ -443,6 +444,11 @@ class TrainingRun:
         kind = self.config.training.data_pipeline
         if kind == "auto":
             kind = "tf" if importlib.util.find_spec("tensorflow") else "python"
+        if kind == "python" and keras.backend.backend() == "tensorflow":
+            # Keras's generator adapter on TensorFlow fixes every dimension
+            # from the first two batches, so bucketed shapes fail on the third.
+            raise ValueError("training.data_pipeline=python is for backends without "
+                             "TensorFlow (JAX); on KERAS_BACKEND=tensorflow use tf or auto.")
         return kind
 
     def dataset(self, start, stop):
