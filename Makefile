@@ -19,11 +19,11 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt --config-settings editable_mode=compat -e ".[$(EXTRAS)]"
 	touch $@
 
 quickstart: venv
-	$(PY) -m serving.quickstart
+	$(PY) -m keras_rnn.serving.quickstart
 
 demo: venv
 	$(PY) -m keras_rnn.demo

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 MULTI30K = Path(os.environ.get("MULTI30K_DIR", ROOT.parent / "shared" / "data" / "multi30k"))
 
 
-from serving.quickstart import free_port, wait_for_health  # noqa: E402
+from keras_rnn.serving.quickstart import free_port, wait_for_health  # noqa: E402
 
 
 def peak_memory_mib(pid):
@@ -92,7 +92,7 @@ def run(model_dir, batching, args, sentences):
     port = free_port()
     target = f"127.0.0.1:{port}"
     name = Path(model_dir).name
-    command = [sys.executable, "-m", "training.cli", "serve", "--model", f"{name}={model_dir}",
+    command = [sys.executable, "-m", "keras_rnn", "serve", "--model", f"{name}={model_dir}",
                "--port", str(port), "--log-level", "WARNING"]
     if not batching:
         command.append("--no-batching")

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from training.config import Config
-from training.pipeline import tf_dataset
-from training.train import TrainingRun
+from keras_rnn.training.config import Config
+from keras_rnn.training.pipeline import tf_dataset
+from keras_rnn.training.train import TrainingRun
 
 
 def main():

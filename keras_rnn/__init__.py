@@ -8,6 +8,10 @@ cell, a `Seq2Seq` model, and greedy and beam-search decoding that compile to
 one loop. Written in `keras.ops` for the TensorFlow and JAX backends.
 """
 
+from keras_rnn._backend import select_backend
+
+select_backend()  # JAX where TensorFlow is not installed and no backend was chosen
+
 from keras_rnn.attention import AttentionMemory
 from keras_rnn.attention import AttentionWrapper
 from keras_rnn.attention import AttentionWrapperState

@@ -19,15 +19,14 @@ Library:
         outputs = client.predict(["Ein Mann fährt Fahrrad."])   # TF Serving API
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 import grpc
 
-from serving import translator_pb2, translator_pb2_grpc
+from keras_rnn.serving import translator_pb2, translator_pb2_grpc
+from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT
 
-DEFAULT_TIMEOUT = 30.0
 REJECTED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE}
 HINTS = {
@@ -78,7 +77,7 @@ class TranslatorClient:
         options: extra gRPC channel options.
     """
 
-    def __init__(self, target, timeout=DEFAULT_TIMEOUT, tls_ca=None, tls_cert=None,
+    def __init__(self, target, timeout=DEFAULT_CLIENT_TIMEOUT, tls_ca=None, tls_cert=None,
                  tls_key=None, options=()):
         self.target = target
         self.timeout = timeout
@@ -217,35 +216,6 @@ class TranslatorClient:
 # ---------------------------------------------------------------- CLI
 
 
-def add_client_arguments(parser):
-    """Adds the `keras-rnn translate` flags to an argparse parser.
-
-    Args:
-        parser: an `argparse.ArgumentParser` (or subparser).
-
-    Returns:
-        The parser.
-    """
-    parser.add_argument("sentences", nargs="*",
-                        help="sentences to translate (default: read stdin line by line)")
-    parser.add_argument("--server", default="127.0.0.1:8500",
-                        help="HOST:PORT of keras-rnn serve (default: %(default)s)")
-    parser.add_argument("--model", default="",
-                        help="model name (default: the server's only model)")
-    parser.add_argument("--version", type=int, help="model version (default: newest)")
-    parser.add_argument("--beam-size", type=int, help="beam width (default: the model's)")
-    parser.add_argument("--n-best", type=int, default=1,
-                        help="hypotheses per sentence (default: %(default)s)")
-    parser.add_argument("--max-length", type=int,
-                        help="longest translation in tokens (default: the model's)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="deadline of each call in seconds (default: %(default)s)")
-    parser.add_argument("--tls-ca", help="PEM CA of the server certificate (turns TLS on)")
-    parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
-    parser.add_argument("--tls-key", help="PEM client key (mutual TLS)")
-    return parser
-
-
 def _print_response(response, n_best, out):
     for translation in response.translations:
         if n_best <= 1:
@@ -306,15 +276,3 @@ def run_client(args, stdin=None, stdout=None, stderr=None):
                 if not translate([line.rstrip("\r\n")]):
                     break
     return status
-
-
-def main(argv=None):
-    """`python -m serving.client ...`: the same flags as `keras-rnn translate`."""
-    parser = add_client_arguments(argparse.ArgumentParser(
-        prog="keras-rnn translate",
-        description="Translate sentences with a keras-rnn serve server."))
-    return run_client(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

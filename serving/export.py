@@ -132,7 +132,7 @@ class TranslatorModule:
 
     Args:
         model: a built `keras_rnn.Seq2Seq` (TensorFlow backend).
-        source_tokenizer, target_tokenizer: `training.tokenizer.Tokenizer`.
+        source_tokenizer, target_tokenizer: `keras_rnn.tokenizer.Tokenizer`.
         beam_size: the default `beam_size` input.
         max_beam_size: the largest `beam_size` the graph accepts; the graph
             holds one beam search per size (`tf.switch_case`).
@@ -214,7 +214,7 @@ class TranslatorModule:
         """Sentences -> `(batch, S)` int32 ids with EOS, padded."""
         import tensorflow as tf
 
-        from training.tokenizer import EOS_ID, PAD_ID
+        from keras_rnn.tokenizer import EOS_ID, PAD_ID
 
         ragged = self.source_tokenizer.tf_encode(inputs)
         lengths = ragged.row_lengths()
@@ -233,7 +233,7 @@ class TranslatorModule:
         import tensorflow as tf
 
         from keras_rnn import decoding
-        from training.tokenizer import PAD_ID
+        from keras_rnn.tokenizer import PAD_ID
 
         result = decoding.beam_search(self.model, source, beam_size=beam_size,
                                       n_best=beam_size, max_length=max_length)
@@ -335,7 +335,7 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
     require_tensorflow_backend()
     import tensorflow as tf
 
-    from training.evaluate import Translator
+    from keras_rnn.training.evaluate import Translator
 
     translator = Translator(run_dir)
     model, config = translator.model, translator.config

@@ -1,6 +1,6 @@
 """`make quickstart`: train, export, serve and translate, on a fresh machine.
 
-    python -m serving.quickstart [--sentences ...] [--port 0]
+    python -m keras_rnn.serving.quickstart [--sentences ...] [--port 0]
 
 1. Multi30k from `$MULTI30K_DIR`, else `../shared/data/multi30k` when it
    is there, else `keras-rnn download data/multi30k` (SHA-256 checked).
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from serving.models import list_versions
+from keras_rnn.serving.models import list_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = (
@@ -43,7 +43,7 @@ def _say(message):
 
 
 def _keras_rnn(*args, **kwargs):
-    command = [sys.executable, "-m", "training.cli", *map(str, args)]
+    command = [sys.executable, "-m", "keras_rnn", *map(str, args)]
     _say("keras-rnn " + " ".join(shlex.quote(str(a)) for a in args))
     return subprocess.run(command, cwd=ROOT, check=True, **kwargs)
 
@@ -134,7 +134,7 @@ def main(argv=None):
     _say(f"keras-rnn serve --model-base-dir {args.models} --port {port}")
     start = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve", "--model-base-dir",
+        [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir",
          str(ROOT / args.models), "--port", str(port), "--log-level", "WARNING"],
         cwd=ROOT)
     try:

@@ -2,7 +2,7 @@
 
     keras-rnn serve --model-base-dir exports --port 8500 --metrics-port 9100
     keras-rnn serve --model de_en=exports/de_en --versions all --no-batching
-    python -m serving.server --model-base-dir exports --port 0   # any free port
+    python -m keras_rnn serve --model-base-dir exports --port 0   # any free port
 
 It speaks TensorFlow Serving's API, so stock clients work unchanged:
 `tensorflow.serving.PredictionService` (`Predict`, `GetModelMetadata`;
@@ -24,7 +24,6 @@ Python API:
     server.stop(grace=10)
 """
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -39,9 +38,10 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving import batching
-from serving import models as models_lib
-from serving import translator_pb2_grpc
+from keras_rnn.serving import batching
+from keras_rnn.serving import models as models_lib
+from keras_rnn.serving import translator_pb2_grpc
+from keras_rnn.serving.config import ServerConfig
 
 log = logging.getLogger("keras_rnn.serving")
 
@@ -56,65 +56,6 @@ SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE)
 # name -> (low, metadata key of the high bound or another input's name).
 SCALAR_RANGES = {"beam_size": (1, "max_beam_size"), "n_best": (1, "beam_size"),
                  "max_length": (1, "max_length_limit")}
-
-
-@dataclasses.dataclass
-class ServerConfig:
-    """Everything `Server` needs; `keras-rnn serve` flags map one to one.
-
-    Attributes:
-        model_base_dir: every subdirectory is a model (versions inside).
-        models: dict of model name -> model directory (with or instead of
-            `model_base_dir`).
-        versions: "latest" or "all".
-        poll_seconds: how often to look for new versions (0: never).
-        host, port: where to listen (port 0: any free port).
-        batching: merge concurrent requests into batches.
-        max_batch_size, batch_timeout_ms, max_enqueued_batches,
-        max_queued_sentences, num_batch_threads: see `BatchingOptions`.
-        max_request_sentences: most sentences in one request.
-        max_sentence_chars: longest sentence accepted, in characters.
-        max_message_bytes: largest gRPC message received or sent.
-        workers: gRPC handler threads.
-        max_concurrent_rpcs: RPCs in progress before RESOURCE_EXHAUSTED.
-        metrics_port: Prometheus HTTP port (0: no metrics endpoint).
-        metrics_host: address of the metrics endpoint.
-        tls_cert, tls_key: PEM server certificate chain and key (TLS on).
-        tls_client_ca: PEM CA that client certificates must chain to
-            (mutual TLS: clients without such a certificate are refused).
-        warmup: replay each version's warm-up requests before serving it.
-        graph_optimizations: run TensorFlow's Grappler on each signature
-            when it is first called. Off by default: on the exported
-            translators it more than doubles the time to load and warm a
-            version (6.0 s against 2.5 s per signature for the quick model)
-            and did not make translation faster (32 sentences, beam 5: 77 ms
-            with, 75 ms without).
-    """
-
-    model_base_dir: str = None
-    models: dict = dataclasses.field(default_factory=dict)
-    versions: str = "latest"
-    poll_seconds: float = 2.0
-    host: str = "127.0.0.1"
-    port: int = 8500
-    batching: bool = True
-    max_batch_size: int = 32
-    batch_timeout_ms: float = 5.0
-    max_enqueued_batches: int = 64
-    max_queued_sentences: int = 1024
-    num_batch_threads: int = 1
-    max_request_sentences: int = 64
-    max_sentence_chars: int = 1000
-    max_message_bytes: int = 4 * 1024 * 1024
-    workers: int = 64
-    max_concurrent_rpcs: int = 256
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
-    tls_cert: str = None
-    tls_key: str = None
-    tls_client_ca: str = None
-    warmup: bool = True
-    graph_optimizations: bool = False
 
 
 class ServingError(Exception):
@@ -587,7 +528,7 @@ class Server:
         from google.protobuf import message_factory
         from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
-        from serving import translator_pb2
+        from keras_rnn.serving import translator_pb2
 
         services = {
             PREDICTION_SERVICE: (prediction_service_pb2, PredictionServicer(self)),
@@ -818,7 +759,7 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
         self.server = server
 
     def Translate(self, request, context, info):  # noqa: N802
-        from serving import translator_pb2
+        from keras_rnn.serving import translator_pb2
 
         server = self.server
         name = server.manager.resolve_name(request.model_name)
@@ -875,84 +816,6 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
 
 
 # ---------------------------------------------------------------- CLI
-
-
-def add_serve_arguments(parser):
-    """Adds the `keras-rnn serve` flags to an argparse parser.
-
-    Args:
-        parser: an `argparse.ArgumentParser` (or subparser).
-
-    Returns:
-        The parser.
-    """
-    defaults = ServerConfig()
-    models = parser.add_argument_group("models")
-    models.add_argument("--model-base-dir", metavar="DIR",
-                        help="serve every subdirectory of DIR as a model "
-                             "(DIR/NAME/VERSION/saved_model.pb)")
-    models.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                        help="serve the model directory PATH as NAME (repeatable)")
-    models.add_argument("--versions", choices=("latest", "all"), default=defaults.versions,
-                        help="serve the highest version only, or every version "
-                             "(default: %(default)s)")
-    models.add_argument("--poll-seconds", type=float, default=defaults.poll_seconds,
-                        help="look for new versions every N seconds, 0 = never "
-                             "(default: %(default)s)")
-    models.add_argument("--graph-optimizations", action="store_true",
-                        help="run TensorFlow's Grappler on the signatures (slower to "
-                             "load and warm; no faster on the exported translators)")
-    models.add_argument("--no-warmup", action="store_true",
-                        help="do not replay assets.extra/tf_serving_warmup_requests")
-    net = parser.add_argument_group("network")
-    net.add_argument("--host", default=defaults.host,
-                     help="address to listen on (default: %(default)s; 0.0.0.0 = all)")
-    net.add_argument("--port", type=int, default=defaults.port,
-                     help="gRPC port, 0 = any free port (default: %(default)s)")
-    net.add_argument("--workers", type=int, default=defaults.workers,
-                     help="gRPC handler threads (default: %(default)s)")
-    net.add_argument("--max-concurrent-rpcs", type=int, default=defaults.max_concurrent_rpcs,
-                     help="RPCs in progress before RESOURCE_EXHAUSTED (default: %(default)s)")
-    net.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes,
-                     help="largest message received or sent (default: %(default)s)")
-    net.add_argument("--grace-seconds", type=float, default=10.0,
-                     help="on SIGTERM/SIGINT, time in-flight RPCs get to finish "
-                          "(default: %(default)s)")
-    net.add_argument("--tls-cert", help="PEM server certificate chain (turns TLS on)")
-    net.add_argument("--tls-key", help="PEM server private key")
-    net.add_argument("--tls-client-ca",
-                     help="PEM CA for client certificates (mutual TLS: required)")
-    batch = parser.add_argument_group("batching and limits")
-    batch.add_argument("--no-batching", action="store_true",
-                       help="run each request alone instead of merging concurrent ones")
-    batch.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
-                       help="most sentences in one batch (default: %(default)s)")
-    batch.add_argument("--batch-timeout-ms", type=float, default=defaults.batch_timeout_ms,
-                       help="longest wait for a batch to fill (default: %(default)s)")
-    batch.add_argument("--max-enqueued-batches", type=int,
-                       default=defaults.max_enqueued_batches,
-                       help="batches waiting before RESOURCE_EXHAUSTED (default: %(default)s)")
-    batch.add_argument("--max-queued-sentences", type=int,
-                       default=defaults.max_queued_sentences,
-                       help="sentences waiting before RESOURCE_EXHAUSTED "
-                            "(default: %(default)s)")
-    batch.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads,
-                       help="threads running batches, per version (default: %(default)s)")
-    batch.add_argument("--max-request-sentences", type=int,
-                       default=defaults.max_request_sentences,
-                       help="most sentences in one request (default: %(default)s)")
-    batch.add_argument("--max-sentence-chars", type=int, default=defaults.max_sentence_chars,
-                       help="longest sentence, in characters (default: %(default)s)")
-    obs = parser.add_argument_group("observability")
-    obs.add_argument("--metrics-port", type=int, default=0,
-                     help="Prometheus /metrics HTTP port, 0 = off (default: %(default)s)")
-    obs.add_argument("--metrics-host", default=defaults.metrics_host,
-                     help="address of the metrics endpoint (default: %(default)s)")
-    obs.add_argument("--log-level", default="INFO",
-                     choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                     help="JSON log level on stderr; DEBUG logs every batch "
-                          "(default: %(default)s)")
-    return parser
 
 
 def config_from_args(args):
@@ -1023,19 +886,3 @@ def run_serve(args):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-def main(argv=None):
-    """`python -m serving.server ...`: the same flags as `keras-rnn serve`."""
-    parser = add_serve_arguments(argparse.ArgumentParser(
-        prog="keras-rnn serve", description="Serve exported translators over gRPC."))
-    args = parser.parse_args(argv)
-    try:
-        return run_serve(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"keras-rnn serve: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from serving import translator_pb2 as keras__rnn_dot_serving_dot_translator__pb2
+from keras_rnn.serving import translator_pb2 as keras__rnn_dot_serving_dot_translator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

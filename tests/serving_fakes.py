@@ -25,7 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
-from serving.export import input_checks
+from keras_rnn.serving.export import input_checks
 
 FAKE_METADATA = {
     "beam_size": 2,

@@ -30,8 +30,8 @@ def test_a_stock_prediction_service_stub_gets_the_models_translations(
     from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from serving.server import Server, ServerConfig
-    from training.evaluate import Translator
+    from keras_rnn.serving.server import Server, ServerConfig
+    from keras_rnn.training.evaluate import Translator
 
     expected, result = Translator(trained_run).translate(SENTENCES, n_best=1)
     server = Server(ServerConfig(model_base_dir=str(exported_model), port=0))
@@ -63,9 +63,9 @@ def test_batched_requests_of_the_real_model_equal_unbatched_ones(exported_model)
 
     import tensorflow as tf
 
-    from serving.client import TranslatorClient
-    from serving.server import Server, ServerConfig
-    from training.tokenizer import register_tf_text_ops
+    from keras_rnn.serving.client import TranslatorClient
+    from keras_rnn.serving.server import Server, ServerConfig
+    from keras_rnn.tokenizer import register_tf_text_ops
 
     sentences = (MULTI30K / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:64]
     register_tf_text_ops()
@@ -110,13 +110,13 @@ def test_batched_requests_of_the_real_model_equal_unbatched_ones(exported_model)
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="one run is enough (it trains)")
 def test_the_quickstart_trains_exports_serves_translates_and_stops(tmp_path):
-    """`make quickstart` (`python -m serving.quickstart`) with the tiny config."""
-    from training.evaluate import Translator
+    """`make quickstart` (`python -m keras_rnn.serving.quickstart`) with the tiny config."""
+    from keras_rnn.training.evaluate import Translator
 
     if not MULTI30K.exists():
         pytest.skip("no shared Multi30k copy")
     config = write_config(tmp_path, "tiny")
-    command = [sys.executable, "-m", "serving.quickstart", "--config", str(config),
+    command = [sys.executable, "-m", "keras_rnn.serving.quickstart", "--config", str(config),
                "--run", str(tmp_path / "run"), "--models", str(tmp_path / "models"),
                "--sentences", *SENTENCES]
     env = dict(os.environ, MULTI30K_DIR=str(MULTI30K), TF_CPP_MIN_LOG_LEVEL="3")
@@ -142,7 +142,7 @@ def test_the_quickstart_trains_exports_serves_translates_and_stops(tmp_path):
 
 
 def serve_parser():
-    from serving.server import add_serve_arguments
+    from keras_rnn.cli import add_serve_arguments
 
     class Strict(argparse.ArgumentParser):
         def error(self, message):

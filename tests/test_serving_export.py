@@ -34,7 +34,7 @@ def version_dir(exported_model):
 
 @pytest.fixture(scope="module")
 def loaded(version_dir):
-    from training.tokenizer import register_tf_text_ops
+    from keras_rnn.tokenizer import register_tf_text_ops
 
     register_tf_text_ops()
     return tf.saved_model.load(str(version_dir))
@@ -54,7 +54,7 @@ def call(loaded, texts, signature="serving_default", beam_size=3, max_length=48,
 
 
 def test_the_export_translates_like_the_trained_model(trained_run, loaded):
-    from training.evaluate import Translator
+    from keras_rnn.training.evaluate import Translator
 
     texts = sentences() + [""]
     translator = Translator(trained_run)
@@ -72,7 +72,7 @@ def test_the_export_translates_like_the_trained_model(trained_run, loaded):
 
 
 def test_alignments_signature_returns_weights_and_pieces(trained_run, loaded):
-    from training.evaluate import Translator
+    from keras_rnn.training.evaluate import Translator
 
     texts = sentences(3)
     got = call(loaded, texts, signature="translate_with_alignments", n_best=1)
@@ -136,7 +136,7 @@ def test_the_graph_has_only_core_tensorflow_and_tf_text_ops(version_dir):
     from tensorflow.python.framework import op_def_registry
     from tensorflow.python.saved_model import loader_impl
 
-    from training.tokenizer import register_tf_text_ops
+    from keras_rnn.tokenizer import register_tf_text_ops
 
     graph = loader_impl.parse_saved_model(str(version_dir)).meta_graphs[0].graph_def
     used = {node.op for node in graph.node}
@@ -169,7 +169,7 @@ def test_versions_are_new_directories_renamed_into_place(trained_run, exported_m
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="in-process export needs TensorFlow")
 def test_a_failed_export_leaves_no_version(trained_run, tmp_path, monkeypatch):
-    from serving import export as export_lib
+    from keras_rnn.serving import export as export_lib
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")

@@ -67,7 +67,7 @@ def free_port():
 
 
 def start_server(base_dir, **overrides):
-    from serving.server import Server, ServerConfig
+    from keras_rnn.serving.server import Server, ServerConfig
 
     config = ServerConfig(model_base_dir=str(base_dir), **{"port": 0, "poll_seconds": 0,
                                                            **overrides})
@@ -91,7 +91,7 @@ def server(tmp_path_factory, fake_versions):
 @pytest.fixture(scope="module")
 def in_process(fake_versions):
     """The fake version 1 loaded in this process (the reference outputs)."""
-    from serving.models import Servable
+    from keras_rnn.serving.models import Servable
 
     return Servable("fake", 1, fake_versions[1])
 
@@ -159,7 +159,7 @@ def rpc_code(function, *args, **kwargs):
 
 def test_generated_code_is_current(tmp_path):
     pytest.importorskip("grpc_tools")
-    from serving.protos import generate
+    from keras_rnn.serving.protos import generate
 
     written = generate.generate(tmp_path)
     assert {p.name for p in written} == {"translator_pb2.py", "translator_pb2.pyi",
@@ -167,7 +167,7 @@ def test_generated_code_is_current(tmp_path):
     for path in written:
         committed = ROOT / "serving" / path.name
         assert committed.read_text() == path.read_text(), (
-            f"{committed} is stale: run `python -m serving.protos.generate`")
+            f"{committed} is stale: run `python -m keras_rnn.serving.protos.generate`")
 
 
 # ---------------------------------------------------------------- the API
@@ -239,7 +239,7 @@ def test_metadata_and_status(server, channel):
 
 @needs_tensorflow
 def test_translate_service(server, in_process):
-    from serving.client import TranslatorClient
+    from keras_rnn.serving.client import TranslatorClient
 
     with TranslatorClient(f"127.0.0.1:{server.port}", timeout=10) as client:
         response = client.translate(SENTENCES[:3], n_best=2, beam_size=3, alignments=True)
@@ -275,7 +275,7 @@ def test_translate_service(server, in_process):
 def test_concurrent_requests_are_batched_and_equal_unbatched(server, in_process):
     import grpc
 
-    from serving.client import TranslatorClient
+    from keras_rnn.serving.client import TranslatorClient
 
     registry = server.metrics.registry
 
@@ -338,7 +338,7 @@ def test_concurrent_requests_are_batched_and_equal_unbatched(server, in_process)
 
 @needs_tensorflow
 def test_no_batching_gives_the_same_results(tmp_path, fake_versions, in_process):
-    from serving.client import TranslatorClient
+    from keras_rnn.serving.client import TranslatorClient
 
     server = start_server(make_base(tmp_path, fake_versions), batching=False)
     try:
@@ -354,7 +354,7 @@ def test_no_batching_gives_the_same_results(tmp_path, fake_versions, in_process)
 
 def test_batcher_splits_merges_and_trims():
     """Unit test of the batcher with a NumPy 'model' (no TensorFlow)."""
-    from serving.batching import Batcher, BatchingOptions, QueueFullError
+    from keras_rnn.serving.batching import Batcher, BatchingOptions, QueueFullError
 
     calls = []
 
@@ -543,7 +543,7 @@ def test_health_reflection_and_metrics_endpoint(server, channel):
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
         ProtoReflectionDescriptorDatabase)
 
-    from serving.server import SERVICES
+    from keras_rnn.serving.server import SERVICES
 
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("",) + SERVICES:
@@ -563,7 +563,7 @@ def test_health_reflection_and_metrics_endpoint(server, channel):
 
 @needs_tensorflow
 def test_json_logs(server, channel):
-    from serving.server import setup_logging
+    from keras_rnn.serving.server import setup_logging
 
     stream = io.StringIO()
     setup_logging("INFO", stream)
@@ -760,7 +760,7 @@ def _certificates(directory):
 def test_mutual_tls(tmp_path, fake_versions):
     import grpc
 
-    from serving.client import TranslatorClient
+    from keras_rnn.serving.client import TranslatorClient
 
     pytest.importorskip("cryptography")
     certs = tmp_path / "certs"
@@ -793,7 +793,10 @@ def test_mutual_tls(tmp_path, fake_versions):
 
 @needs_tensorflow
 def test_client_cli(server):
-    from serving.client import main as client_main
+    from keras_rnn.cli import main
+
+    def client_main(argv):
+        return main(["translate", *argv])
 
     target = f"127.0.0.1:{server.port}"
     out, err = io.StringIO(), io.StringIO()
@@ -813,7 +816,8 @@ def test_client_cli(server):
     assert "NOT_FOUND" in err.getvalue() and "'nope'" in err.getvalue()
 
     # stdin, line by line (a bad line is reported, the next still translates)
-    from serving.client import add_client_arguments, run_client
+    from keras_rnn.cli import add_client_arguments
+    from keras_rnn.serving.client import run_client
     import argparse
 
     args = add_client_arguments(argparse.ArgumentParser()).parse_args(["--server", target])
@@ -838,7 +842,7 @@ def test_serve_cli_prints_ready_line_and_stops_on_sigterm(tmp_path, fake_version
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model-base-dir", str(base), "--port", "0",
+        [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir", str(base), "--port", "0",
          "--poll-seconds", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -848,7 +852,7 @@ def test_serve_cli_prints_ready_line_and_stops_on_sigterm(tmp_path, fake_version
             line, process.stderr.read() if process.poll() is not None else "")
         port = int(line.strip().rsplit(":", 1)[1])
         assert ready < 15, f"ready after {ready:.1f} s"
-        from serving.client import TranslatorClient
+        from keras_rnn.serving.client import TranslatorClient
 
         with TranslatorClient(f"127.0.0.1:{port}", timeout=10) as client:
             assert client.translate(["ab"]).translations[0].hypotheses[0].text == "v1:ba"
@@ -875,8 +879,8 @@ def test_real_export_serves_like_in_process(request, tmp_path):
         base = Path(request.getfixturevalue("exported_model"))
     except pytest.FixtureLookupError:
         pytest.skip("no exported_model fixture in conftest")
-    from serving.client import TranslatorClient
-    from serving.models import Servable
+    from keras_rnn.serving.client import TranslatorClient
+    from keras_rnn.serving.models import Servable
 
     [model_dir] = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
     version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())

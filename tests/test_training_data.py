@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data import (
+from keras_rnn.training.data import (
     MULTI30K_SHA256,
     DataError,
     corpus_paths,

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.config import Config
-from training.pipeline import BatchPlan, ParallelData, competence, numpy_batches, tf_dataset
-from training.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from keras_rnn.training.config import Config
+from keras_rnn.training.pipeline import BatchPlan, ParallelData, competence, numpy_batches, tf_dataset
+from keras_rnn.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 needs_multi30k = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")

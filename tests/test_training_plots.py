@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from training import plots
+from keras_rnn.training import plots
 
 PNG_MAGIC = b"\x89PNG"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training import data as data_lib
-from training.config import Config
-from training.pipeline import pad_rows
-from training.tokenizer import EOS_ID, Tokenizer
+from keras_rnn.training import data as data_lib
+from keras_rnn.training.config import Config
+from keras_rnn.training.pipeline import pad_rows
+from keras_rnn.tokenizer import EOS_ID, Tokenizer
 
 
 class Translator:
@@ -124,7 +124,7 @@ def attention_plots(run_dir, sentences, directory=None):
     Returns:
         The list of written paths.
     """
-    from training.plots import plot_attention
+    from keras_rnn.training.plots import plot_attention
 
     translator = Translator(run_dir)
     directory = Path(directory or Path(run_dir) / "plots")

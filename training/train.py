@@ -42,9 +42,9 @@ import keras
 import numpy as np
 
 import keras_rnn
-from training import data as data_lib
-from training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
-from training.tokenizer import Tokenizer, train_tokenizer
+from keras_rnn.training import data as data_lib
+from keras_rnn.training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
+from keras_rnn.tokenizer import Tokenizer, train_tokenizer
 
 SEED_STATE = "seed_generator_state"
 

@@ -1,15 +1,15 @@
 """Regenerates the Python code of keras-rnn's serving protos.
 
-    python -m serving.protos.generate            # rewrites serving/translator_pb2*.py
-    python -m serving.protos.generate --out DIR  # writes them to DIR instead
+    python -m keras_rnn.serving.protos.generate            # rewrites serving/translator_pb2*.py
+    python -m keras_rnn.serving.protos.generate --out DIR  # writes them to DIR instead
 
 `protoc` (from `grpcio-tools`) compiles `serving/protos/keras_rnn/serving/
 translator.proto` with the proto path `serving/protos`, so the file
 registers as `keras_rnn/serving/translator.proto` (package
 `keras_rnn.serving`, what server reflection shows). The generated modules
-are moved to `serving/` and their one cross-import is rewritten to
-`from serving import translator_pb2`, so `import serving.translator_pb2`
-works from the repository root. `tests/test_serving_server.py` checks that
+are moved to `serving/`, which is the package `keras_rnn.serving`, so their
+one cross-import (`from keras_rnn.serving import translator_pb2`) works
+unchanged. `tests/test_serving_server.py` checks that
 the committed files equal a fresh generation.
 """
 
@@ -23,7 +23,6 @@ PROTO_ROOT = Path(__file__).resolve().parent
 PROTOS = ("keras_rnn/serving/translator.proto",)
 SERVING_DIR = PROTO_ROOT.parent
 GENERATED_PACKAGE = "keras_rnn.serving"
-TARGET_PACKAGE = "serving"
 
 
 def generate(out_dir=SERVING_DIR):
@@ -56,11 +55,8 @@ def generate(out_dir=SERVING_DIR):
                                f"{' '.join(args)}\n{result.stderr}")
         generated = Path(tmp) / GENERATED_PACKAGE.replace(".", "/")
         for source in sorted(generated.iterdir()):
-            text = source.read_text()
-            text = text.replace(f"from {GENERATED_PACKAGE} import ",
-                                f"from {TARGET_PACKAGE} import ")
             target = out_dir / source.name
-            target.write_text(text)
+            target.write_text(source.read_text())
             written.append(target)
     return written
 

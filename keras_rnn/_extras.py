@@ -1,0 +1,42 @@
+"""Which pip extra a command needs, checked before it runs.
+
+A `keras-rnn` command whose extra is not installed stops with one line that
+names the extra and the missing module (`MissingExtra`), not a traceback
+from deep inside an import.
+"""
+
+import importlib.util
+
+# extra -> {import name: pip name} of what it installs and commands import.
+EXTRAS = {
+    "training": {"sentencepiece": "sentencepiece", "sacrebleu": "sacrebleu", "yaml": "pyyaml"},
+    "serving": {"grpc": "grpcio", "google.protobuf": "protobuf", "tensorflow": "tensorflow",
+                "tensorflow_text": "tensorflow-text",
+                "tensorflow_serving": "tensorflow-serving-api"},
+}
+
+
+class MissingExtra(ImportError):
+    """A command needs a pip extra that is not installed."""
+
+    def __init__(self, extra, package, error):
+        super().__init__(f"needs the {extra} extra (pip install 'keras-rnn[{extra}]'): "
+                         f"{package} cannot be imported ({error})")
+
+
+def require(extra):
+    """Raises `MissingExtra` naming the first module of `extra` that is missing.
+
+    Looks the modules up without importing them, so the check costs nothing
+    beside the command's own imports.
+
+    Args:
+        extra: a key of `EXTRAS` ("training" or "serving").
+    """
+    for module, package in EXTRAS[extra].items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a missing parent package ("google" of google.protobuf)
+            found = False
+        if not found:
+            raise MissingExtra(extra, package, f"no module named {module!r}")

@@ -1,0 +1,240 @@
+"""The `keras-rnn` command line: its flags, and the dispatch to each command.
+
+    keras-rnn train training/configs/quick.yaml [--set training.epochs=3]
+    keras-rnn evaluate runs/quick [--split test_2016_flickr] [--beam-size 5]
+    keras-rnn translate runs/quick "Ein Hund rennt durch den Schnee."
+    keras-rnn plot runs/quick [--index 0 1 2]
+    keras-rnn download data/multi30k
+    keras-rnn export runs/quick models [--name quick] [--version 2]
+    keras-rnn serve --model-base-dir models
+    keras-rnn translate --server 127.0.0.1:8500 "Ein Hund rennt durch den Schnee."
+
+This module holds only flags: it imports `argparse` and the serving defaults
+(plain dataclasses). Each command imports its implementation when it runs
+(`keras_rnn.training.commands`, `keras_rnn.serving.commands`), so the
+training commands need neither gRPC nor protobuf, `--help` needs neither,
+and `export`, `serve` and `translate --server` say in one line when the
+serving extra is missing.
+"""
+
+import argparse
+import importlib
+import sys
+
+from keras_rnn._extras import MissingExtra, require
+from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT, ServerConfig
+
+# command -> (module, function); `translate` goes to serving with --server.
+COMMANDS = {
+    "train": ("keras_rnn.training.commands", "train"),
+    "evaluate": ("keras_rnn.training.commands", "evaluate"),
+    "translate": ("keras_rnn.training.commands", "translate"),
+    "plot": ("keras_rnn.training.commands", "plot"),
+    "download": ("keras_rnn.training.commands", "download"),
+    "export": ("keras_rnn.serving.commands", "export"),
+    "serve": ("keras_rnn.serving.commands", "serve"),
+    "translate --server": ("keras_rnn.serving.commands", "translate"),
+}
+# The errors a command reports in one line (exit status 2) instead of a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+
+
+def main(argv=None):
+    """Runs `keras-rnn ARGV` and returns its exit status."""
+    args = build_parser().parse_args(argv)
+    command = args.command
+    if command == "translate" and args.server:
+        command = "translate --server"
+    module_name, function = COMMANDS[command]
+    try:
+        require("serving" if module_name.startswith("keras_rnn.serving") else "training")
+        module = importlib.import_module(module_name)
+        return getattr(module, function)(args)
+    except MissingExtra as error:
+        print(f"keras-rnn {args.command}: {error}", file=sys.stderr)
+        return 3
+    except USER_ERRORS as error:  # DataError is a ValueError
+        print(f"keras-rnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser():
+    """The `keras-rnn` parser with every subcommand and its flags."""
+    parser = argparse.ArgumentParser(prog="keras-rnn", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train (or resume) a translator")
+    train.add_argument("config", help="YAML config (training/configs/*.yaml)")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable)")
+
+    evaluate = commands.add_parser("evaluate", help="beam search + sacreBLEU on a split")
+    evaluate.add_argument("run", help="run directory (the config's output_dir)")
+    evaluate.add_argument("--split", default=None)
+    evaluate.add_argument("--beam-size", type=int, default=None)
+    evaluate.add_argument("--alpha", type=float, default=None, help="length penalty")
+    evaluate.add_argument("--batch-size", type=int, default=None)
+    evaluate.add_argument("--limit", type=int, default=None)
+    evaluate.add_argument("--output", default=None, help="translations file")
+
+    translate = commands.add_parser(
+        "translate", help="translate sentences: RUN SENTENCE... in process, or --server",
+        description="keras-rnn translate RUN [SENTENCE...] translates with a trained run in "
+                    "this process; keras-rnn translate --server HOST:PORT [SENTENCE...] asks "
+                    "a keras-rnn serve (or TensorFlow Serving-compatible) server over gRPC. "
+                    "Without sentences it translates stdin line by line.")
+    add_client_arguments(translate)
+    translate.set_defaults(server=None)  # in process unless --server is given
+    translate.add_argument("--method", choices=("beam", "greedy"), default="beam",
+                           help="in process only")
+
+    add_serve_arguments(commands.add_parser("serve", help="serve exported translators over gRPC"))
+
+    plot = commands.add_parser("plot", help="loss/BLEU curves and attention heat maps")
+    plot.add_argument("run")
+    plot.add_argument("--index", type=int, nargs="*", default=[0, 1, 2],
+                      help="test sentences (line numbers from 0) to draw alignments for")
+    plot.add_argument("--sentence", action="append", default=[],
+                      help="extra source sentence to draw alignments for")
+
+    download = commands.add_parser("download", help="fetch Multi30k (SHA-256 checked)")
+    download.add_argument("dest")
+    download.add_argument("--splits", nargs="+", default=["train", "val", "test_2016_flickr"])
+    download.add_argument("--langs", nargs="+", default=["de", "en"])
+
+    export = commands.add_parser(
+        "export", help="SavedModel (text in, text out) as BASE_DIR/NAME/VERSION")
+    export.add_argument("run", help="run directory (the config's output_dir)")
+    export.add_argument("base_dir", help="model base directory (what a server watches)")
+    export.add_argument("--name", default=None, help="model name (default: the config's name)")
+    export.add_argument("--version", type=int, default=None,
+                        help="integer version (default: one more than the highest there)")
+    export.add_argument("--beam-size", type=int, default=None,
+                        help="default beam size (default: the config's)")
+    export.add_argument("--max-beam-size", type=int, default=8,
+                        help="largest beam size a request may ask for")
+    export.add_argument("--max-length", type=int, default=None,
+                        help="default maximum target tokens")
+    export.add_argument("--max-length-limit", type=int, default=None,
+                        help="largest max_length a request may ask for")
+    export.add_argument("--max-source-tokens", type=int, default=None,
+                        help="longest source sentence accepted, in subwords")
+
+    return parser
+
+
+def _version():
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras-rnn")
+    except metadata.PackageNotFoundError:  # a checkout that is not installed
+        return "(not installed)"
+
+
+def add_client_arguments(parser):
+    """Adds the `keras-rnn translate` flags to an argparse parser.
+
+    Args:
+        parser: an `argparse.ArgumentParser` (or subparser).
+
+    Returns:
+        The parser.
+    """
+    parser.add_argument("sentences", nargs="*",
+                        help="sentences to translate (default: read stdin line by line)")
+    parser.add_argument("--server", default="127.0.0.1:8500",
+                        help="HOST:PORT of keras-rnn serve (default: %(default)s)")
+    parser.add_argument("--model", default="",
+                        help="model name (default: the server's only model)")
+    parser.add_argument("--version", type=int, help="model version (default: newest)")
+    parser.add_argument("--beam-size", type=int, help="beam width (default: the model's)")
+    parser.add_argument("--n-best", type=int, default=1,
+                        help="hypotheses per sentence (default: %(default)s)")
+    parser.add_argument("--max-length", type=int,
+                        help="longest translation in tokens (default: the model's)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_CLIENT_TIMEOUT,
+                        help="deadline of each call in seconds (default: %(default)s)")
+    parser.add_argument("--tls-ca", help="PEM CA of the server certificate (turns TLS on)")
+    parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", help="PEM client key (mutual TLS)")
+    return parser
+
+
+def add_serve_arguments(parser):
+    """Adds the `keras-rnn serve` flags to an argparse parser.
+
+    Args:
+        parser: an `argparse.ArgumentParser` (or subparser).
+
+    Returns:
+        The parser.
+    """
+    defaults = ServerConfig()
+    models = parser.add_argument_group("models")
+    models.add_argument("--model-base-dir", metavar="DIR",
+                        help="serve every subdirectory of DIR as a model "
+                             "(DIR/NAME/VERSION/saved_model.pb)")
+    models.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                        help="serve the model directory PATH as NAME (repeatable)")
+    models.add_argument("--versions", choices=("latest", "all"), default=defaults.versions,
+                        help="serve the highest version only, or every version "
+                             "(default: %(default)s)")
+    models.add_argument("--poll-seconds", type=float, default=defaults.poll_seconds,
+                        help="look for new versions every N seconds, 0 = never "
+                             "(default: %(default)s)")
+    models.add_argument("--graph-optimizations", action="store_true",
+                        help="run TensorFlow's Grappler on the signatures (slower to "
+                             "load and warm; no faster on the exported translators)")
+    models.add_argument("--no-warmup", action="store_true",
+                        help="do not replay assets.extra/tf_serving_warmup_requests")
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default=defaults.host,
+                     help="address to listen on (default: %(default)s; 0.0.0.0 = all)")
+    net.add_argument("--port", type=int, default=defaults.port,
+                     help="gRPC port, 0 = any free port (default: %(default)s)")
+    net.add_argument("--workers", type=int, default=defaults.workers,
+                     help="gRPC handler threads (default: %(default)s)")
+    net.add_argument("--max-concurrent-rpcs", type=int, default=defaults.max_concurrent_rpcs,
+                     help="RPCs in progress before RESOURCE_EXHAUSTED (default: %(default)s)")
+    net.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes,
+                     help="largest message received or sent (default: %(default)s)")
+    net.add_argument("--grace-seconds", type=float, default=10.0,
+                     help="on SIGTERM/SIGINT, time in-flight RPCs get to finish "
+                          "(default: %(default)s)")
+    net.add_argument("--tls-cert", help="PEM server certificate chain (turns TLS on)")
+    net.add_argument("--tls-key", help="PEM server private key")
+    net.add_argument("--tls-client-ca",
+                     help="PEM CA for client certificates (mutual TLS: required)")
+    batch = parser.add_argument_group("batching and limits")
+    batch.add_argument("--no-batching", action="store_true",
+                       help="run each request alone instead of merging concurrent ones")
+    batch.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                       help="most sentences in one batch (default: %(default)s)")
+    batch.add_argument("--batch-timeout-ms", type=float, default=defaults.batch_timeout_ms,
+                       help="longest wait for a batch to fill (default: %(default)s)")
+    batch.add_argument("--max-enqueued-batches", type=int,
+                       default=defaults.max_enqueued_batches,
+                       help="batches waiting before RESOURCE_EXHAUSTED (default: %(default)s)")
+    batch.add_argument("--max-queued-sentences", type=int,
+                       default=defaults.max_queued_sentences,
+                       help="sentences waiting before RESOURCE_EXHAUSTED "
+                            "(default: %(default)s)")
+    batch.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads,
+                       help="threads running batches, per version (default: %(default)s)")
+    batch.add_argument("--max-request-sentences", type=int,
+                       default=defaults.max_request_sentences,
+                       help="most sentences in one request (default: %(default)s)")
+    batch.add_argument("--max-sentence-chars", type=int, default=defaults.max_sentence_chars,
+                       help="longest sentence, in characters (default: %(default)s)")
+    obs = parser.add_argument_group("observability")
+    obs.add_argument("--metrics-port", type=int, default=0,
+                     help="Prometheus /metrics HTTP port, 0 = off (default: %(default)s)")
+    obs.add_argument("--metrics-host", default=defaults.metrics_host,
+                     help="address of the metrics endpoint (default: %(default)s)")
+    obs.add_argument("--log-level", default="INFO",
+                     choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="JSON log level on stderr; DEBUG logs every batch "
+                          "(default: %(default)s)")
+    return parser

@@ -1,0 +1,30 @@
+"""The serving commands of `keras-rnn` (flags in `keras_rnn.cli`).
+
+`export`, `serve` and `translate --server` need the serving extra; the
+command line checks it before importing this module (`keras_rnn._extras`).
+"""
+
+def export(args):
+    """`keras-rnn export`."""
+    from keras_rnn.serving.export import export as export_run
+
+    path = export_run(args.run, args.base_dir, model_name=args.name, version=args.version,
+                      beam_size=args.beam_size, max_beam_size=args.max_beam_size,
+                      max_length=args.max_length, max_length_limit=args.max_length_limit,
+                      max_source_tokens=args.max_source_tokens)
+    print(f"exported {path}")
+    return 0
+
+
+def serve(args):
+    """`keras-rnn serve`."""
+    from keras_rnn.serving.server import run_serve
+
+    return run_serve(args)
+
+
+def translate(args):
+    """`keras-rnn translate --server HOST:PORT`."""
+    from keras_rnn.serving.client import run_client
+
+    return run_client(args)
