@@ -145,7 +145,10 @@ def add_client_arguments(parser):
     parser.add_argument("sentences", nargs="*",
                         help="sentences to translate (default: read stdin line by line)")
     parser.add_argument("--server", default="127.0.0.1:8500",
-                        help="HOST:PORT of keras-rnn serve (default: %(default)s)")
+                        help="HOST:PORT of keras-rnn serve, or several joined by commas, "
+                             "or dns:///NAME:PORT for every address of NAME: calls go "
+                             "round robin and retry on another server when one is "
+                             "UNAVAILABLE (default: %(default)s)")
     parser.add_argument("--model", default="",
                         help="model name (default: the server's only model)")
     parser.add_argument("--version", type=int, help="model version (default: newest)")

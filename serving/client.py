@@ -4,10 +4,20 @@
     cat sentences.de | keras-rnn translate --server 127.0.0.1:8500 --beam-size 4
     keras-rnn translate --server host:8500 --tls-ca ca.pem --tls-cert me.pem \\
         --tls-key me.key --n-best 3 "Zwei Hunde spielen im Schnee."
+    keras-rnn translate --server 10.0.0.5:8500,10.0.0.6:8500 "Hallo."   # round robin
+    keras-rnn translate --server dns:///keras-rnn-headless:8500 "Hallo."  # every A record
 
 Without sentences on the command line it translates standard input line by
 line, each line as soon as it arrives. Every call has a deadline
-(`--timeout`, default 30 s). Exit status: 0 when everything translated, 2
+(`--timeout`, default 30 s).
+
+Several servers (`--server A,B,...`, or one DNS name with several
+addresses, e.g. a Kubernetes headless Service) are balanced by gRPC itself:
+the channel's service config picks the `round_robin` policy (one
+connection per address, calls spread over the ready ones) and retries calls
+that fail UNAVAILABLE on another address (`SERVICE_CONFIG`).
+
+Exit status: 0 when everything translated, 2
 when the server rejected a request (INVALID_ARGUMENT, NOT_FOUND,
 FAILED_PRECONDITION, OUT_OF_RANGE), 1 for any other failure (server
 unreachable, deadline exceeded, ...).
@@ -19,6 +29,9 @@ Library:
         outputs = client.predict(["Ein Mann fährt Fahrrad."])   # TF Serving API
 """
 
+import ipaddress
+import json
+import socket
 import sys
 from pathlib import Path
 
@@ -29,6 +42,21 @@ from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT
 
 REJECTED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE}
+# gRPC service config of every client channel: round robin over all the
+# addresses the target resolves to, and up to 4 attempts of a call that
+# fails UNAVAILABLE (a server stopping or unreachable; the others answer).
+# Translations are idempotent, so a retry is safe.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    # Client-side health checking: a server whose gRPC health says
+    # NOT_SERVING (as `serve` does first when it drains) gets no new calls.
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [{
+        "name": [{}],  # every method of every service
+        "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+    }],
+}
 HINTS = {
     grpc.StatusCode.UNAVAILABLE: "the server is not reachable (is `keras-rnn serve` running "
                                  "there, with the same TLS settings?)",
@@ -66,11 +94,60 @@ def channel_credentials(tls_ca=None, tls_cert=None, tls_key=None):
                                         certificate_chain=read(tls_cert))
 
 
+def channel_target(servers):
+    """The gRPC target for one or several servers.
+
+    Args:
+        servers: "HOST:PORT", a gRPC target URI ("dns:///name:8500"), or
+            several "HOST:PORT" as a list or joined by commas.
+
+    Returns:
+        `(target, authority)`: one server's target as given (DNS names
+        resolve to all their addresses, re-resolved by gRPC); several as
+        gRPC's static address list `ipv4:A:P,B:P` (or `ipv6:`), host names
+        resolved once here. `authority` is the first server's "HOST:PORT"
+        when names were resolved (TLS checks the certificate against it),
+        else None.
+
+    Raises:
+        ValueError: an entry is not HOST:PORT, or IPv4 and IPv6 are mixed.
+    """
+    if isinstance(servers, str):
+        servers = servers.split(",")
+    servers = [s.strip() for s in servers if s.strip()]
+    if not servers:
+        raise ValueError("no server given")
+    if len(servers) == 1:
+        return servers[0], None
+    addresses, resolved = [], False
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ValueError(f"{server!r} is not HOST:PORT")
+        try:
+            ips = [ipaddress.ip_address(host)]
+        except ValueError:
+            resolved = True
+            ips = sorted({ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(
+                host, int(port), type=socket.SOCK_STREAM)}, key=str)
+        addresses += [(ip, port) for ip in ips]
+    versions = {ip.version for ip, _ in addresses}
+    if versions == {4}:
+        target = "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in addresses)
+    elif versions == {6}:
+        target = "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in addresses)
+    else:
+        raise ValueError(f"servers {servers} mix IPv4 and IPv6 addresses")
+    return target, (servers[0] if resolved else None)
+
+
 class TranslatorClient:
     """A connection to `keras-rnn serve`.
 
     Args:
-        target: "HOST:PORT".
+        target: "HOST:PORT", a gRPC target ("dns:///name:8500"), or
+            several servers, balanced round robin (`channel_target`).
         timeout: default deadline of every call, in seconds.
         tls_ca, tls_cert, tls_key: PEM files (see `channel_credentials`);
             any of them turns TLS on.
@@ -82,10 +159,15 @@ class TranslatorClient:
         self.target = target
         self.timeout = timeout
         credentials = channel_credentials(tls_ca, tls_cert, tls_key)
+        address, authority = channel_target(target)
+        options = [("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+                   ("grpc.enable_retries", 1),
+                   *([("grpc.default_authority", authority)] if authority else []),
+                   *options]
         if credentials is None:
-            self.channel = grpc.insecure_channel(target, options=list(options))
+            self.channel = grpc.insecure_channel(address, options=options)
         else:
-            self.channel = grpc.secure_channel(target, credentials, options=list(options))
+            self.channel = grpc.secure_channel(address, credentials, options=options)
         self.translator = translator_pb2_grpc.TranslatorStub(self.channel)
         self._prediction = None
 
