@@ -43,6 +43,10 @@ from keras_rnn.serving import models as models_lib
 from keras_rnn.serving import translator_pb2_grpc
 from keras_rnn.serving.config import ServerConfig
 
+# A call without a deadline reports a time_remaining() of centuries, which
+# threading waits cannot take (OverflowError); beyond this it means none.
+NO_DEADLINE_S = 365 * 24 * 3600.0
+
 log = logging.getLogger("keras_rnn.serving")
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -414,6 +418,8 @@ class Server:
             dict of output name -> NumPy array (padding trimmed).
         """
         remaining = context.time_remaining() if context is not None else None
+        if remaining is not None and remaining > NO_DEADLINE_S:
+            remaining = None  # no deadline (stock clients' default): gRPC says ~forever
         if remaining is not None and remaining <= 0:
             raise batching.DeadlineExceededError("the deadline passed before the request ran")
         batch_input = servable.batch_inputs.get(signature)

@@ -910,3 +910,25 @@ def test_real_export_serves_like_in_process(request, tmp_path):
             assert client.health() == "SERVING"
     finally:
         server.stop(grace=1)
+
+
+@needs_tensorflow
+def test_a_stock_client_without_a_deadline_gets_a_batched_translation(tmp_path, fake_versions):
+    """Stock clients send no deadline by default; gRPC then reports a
+    time_remaining() too large for a thread wait (it was INTERNAL:
+    OverflowError, found by `make image-test`)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    server = start_server(make_base(tmp_path, fake_versions))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "fake"
+            request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(["abc"]))
+            response = stub.Predict(request)  # no timeout
+        assert tf.make_ndarray(response.outputs["translations"])[0, 0] == b"v1:cba"
+    finally:
+        server.stop(0)
