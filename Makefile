@@ -6,14 +6,19 @@
 #                 (the adding problem; sorting digits with attention)
 #   make test   - create .venv, install keras-rnn + test deps, run the whole
 #                 suite on the TensorFlow backend, then on the JAX backend
+#   make image-test - build the serving image from the Dockerfile with buildah
+#                 (root; installs buildah/debootstrap with apt when missing),
+#                 run it on loopback with a tiny exported model, translate
+#                 through it, stop it with SIGTERM, remove what it made
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The Dockerfile installs the same way with EXTRAS=tensorflow,training,serving.
+# The Dockerfile installs with the same constraints, not editable, with only
+# the tensorflow and serving extras.
 EXTRAS ?= tensorflow,jax,training,serving,test
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: quickstart demo test test-tensorflow test-jax venv constraints bench clean
+.PHONY: quickstart demo test test-tensorflow test-jax image-test venv constraints bench clean
 
 venv: $(VENV)/.installed
 
@@ -36,6 +41,9 @@ test-tensorflow: venv
 
 test-jax: venv
 	KERAS_BACKEND=jax $(PY) -m pytest -q tests
+
+image-test: venv
+	$(PY) serving/container/image_test.py
 
 bench: venv
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/bench_layers.py
