@@ -191,11 +191,11 @@ def main():
         tokens += real
         steps += 1
         if steps % 50 == 0:
-            losses.append(float(loss))  # also bounds how far the host runs ahead
+            losses.append(loss.item())  # also bounds how far the host runs ahead
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    losses.append(float(loss))
+    losses.append(loss.item())
     result = dict(
         part="torch", torch_version=torch.__version__,
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
