@@ -68,8 +68,8 @@ def write_json(path, value):
 def keras_part(args):
     import numpy as np
 
-    from training import train as train_lib
-    from training.config import Config
+    from keras_rnn.training import train as train_lib
+    from keras_rnn.training.config import Config
 
     result_path = Path(args.result)
     run_dir = Path(args.run_dir)
@@ -182,7 +182,7 @@ def keras_part(args):
     save()
 
     if args.test_split:
-        from training.evaluate import evaluate
+        from keras_rnn.training.evaluate import evaluate
 
         begin = time.perf_counter()
         scores = evaluate(run_dir, split=args.test_split, limit=args.test_limit)

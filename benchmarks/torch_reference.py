@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import data as data_lib
-from training.config import Config
-from training.pipeline import BatchPlan, ParallelData
-from training.tokenizer import Tokenizer
+from keras_rnn.training import data as data_lib
+from keras_rnn.training.config import Config
+from keras_rnn.training.pipeline import BatchPlan, ParallelData
+from keras_rnn.tokenizer import Tokenizer
 
 
 class Encoder(nn.Module):
