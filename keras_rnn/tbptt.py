@@ -45,7 +45,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_rnn._base import check_positive_int
+from keras_rnn._checks import check_positive_int
 
 
 
