@@ -218,3 +218,19 @@ def test_serve_help_needs_neither_grpc_nor_tensorflow(small_install, tmp_path):
     assert result.returncode == 0, result.stderr
     for flag in ("--model-base-dir", "--max-batch-size", "--metrics-port"):
         assert flag in result.stdout
+
+
+def test_private_keras_is_used_in_one_module_only():
+    users = sorted({str(path.relative_to(ROOT)) for _, module, path in module_files()
+                    if any(name == "keras.src" or name.startswith("keras.src.")
+                           for name in imports_of(path, module))})
+    assert users == ["keras_rnn/_keras_private.py"], users
+
+
+def test_no_module_of_the_packages_is_over_about_500_lines_but_the_named_ones():
+    # Seq2Seq is one Keras Model class (README "Layout" says why it is one piece).
+    allowed = {"keras_rnn/seq2seq.py"}
+    long = {str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+            for _, _, path in module_files()}
+    over = {name: n for name, n in long.items() if n > 550 and name not in allowed}
+    assert not over, over
