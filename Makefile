@@ -31,8 +31,8 @@ quickstart: venv
 	$(PY) -m keras_rnn.serving.quickstart
 
 demo: venv
-	$(PY) -m keras_rnn.demo
-	$(PY) -m keras_rnn.demo_seq2seq
+	$(PY) examples/adding_problem.py
+	$(PY) examples/sort_digits.py
 
 test: test-tensorflow test-jax
 

@@ -13,28 +13,29 @@ from keras_rnn._backend import select_backend
 select_backend()  # JAX where TensorFlow is not installed and no backend was chosen
 
 from keras_rnn.attention import AttentionMemory
-from keras_rnn.attention import AttentionWrapper
-from keras_rnn.attention import AttentionWrapperState
 from keras_rnn.attention import BahdanauAttention
 from keras_rnn.attention import LuongAttention
+from keras_rnn.attention_wrapper import AttentionWrapper
+from keras_rnn.attention_wrapper import AttentionWrapperState
 from keras_rnn.cells import GRUCell
 from keras_rnn.cells import LSTMCell
 from keras_rnn.cells import SimpleRNNCell
 from keras_rnn.layers import GRU
 from keras_rnn.layers import LSTM
 from keras_rnn.layers import SimpleRNN
-from keras_rnn.migration import LayerNormGRUCell
-from keras_rnn.migration import LayerNormLSTMCell
-from keras_rnn.migration import LayerNormSimpleRNNCell
 from keras_rnn.decoding import BeamState
 from keras_rnn.decoding import DecodeResult
+from keras_rnn.decoding import DecodingSettings
 from keras_rnn.decoding import beam_search
 from keras_rnn.decoding import gather_tree
 from keras_rnn.decoding import greedy_decode
+from keras_rnn.losses import SequenceLoss
+from keras_rnn.migration import LayerNormGRUCell
+from keras_rnn.migration import LayerNormLSTMCell
+from keras_rnn.migration import LayerNormSimpleRNNCell
 from keras_rnn.migration import PeepholeLSTMCell
-from keras_rnn.seq2seq import ScheduledSampling
+from keras_rnn.schedules import ScheduledSampling
 from keras_rnn.seq2seq import Seq2Seq
-from keras_rnn.seq2seq import SequenceLoss
 from keras_rnn.tbptt import StatefulRNN
 from keras_rnn.tbptt import TBPTTResetStates
 from keras_rnn.tbptt import TBPTTSequence
@@ -50,6 +51,7 @@ __all__ = [
     "BahdanauAttention",
     "BeamState",
     "DecodeResult",
+    "DecodingSettings",
     "GRU",
     "GRUCell",
     "LSTM",

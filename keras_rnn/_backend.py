@@ -1,9 +1,11 @@
-"""The Keras backend keras-rnn starts Keras with, when the user chose none.
+"""The Keras backend keras-rnn starts Keras with, when the chosen one is absent.
 
-Keras defaults to TensorFlow. On a machine that has JAX (say, with CUDA)
-but no TensorFlow, `import keras` would then fail; `select_backend` picks the
-installed backend instead, before Keras is first imported. An explicit
-choice (`KERAS_BACKEND`, or `backend` in `~/.keras/keras.json`) always wins.
+Keras uses the backend named by `KERAS_BACKEND`, else by `backend` in
+`~/.keras/keras.json` (which Keras itself writes on first import, with
+"tensorflow"), else TensorFlow. On a machine that has JAX (say, with CUDA)
+but no TensorFlow, `import keras` then fails. `select_backend` runs before
+Keras is first imported and, only when the backend Keras would load is not
+installed and `KERAS_BACKEND` is unset, sets `KERAS_BACKEND` to one that is.
 """
 
 import importlib.util
@@ -12,22 +14,22 @@ import os
 import sys
 from pathlib import Path
 
-# In Keras's own order of preference after its default.
-FALLBACKS = ("jax", "torch")
+# Keras's default, then the others in the order keras-rnn is tested on.
+PREFERENCE = ("tensorflow", "jax", "torch")
 
 
 def select_backend():
-    """Sets `KERAS_BACKEND` when TensorFlow is absent and nothing was chosen.
+    """Sets `KERAS_BACKEND` when the backend Keras would load is not installed.
 
     Returns:
-        The backend set, or None when this left the choice to Keras.
+        The backend set, or None when the choice was left to Keras.
     """
-    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND") or _configured():
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
         return None
-    if importlib.util.find_spec("tensorflow") is not None:
+    if _installed(_configured() or "tensorflow"):
         return None
-    for name in FALLBACKS:
-        if importlib.util.find_spec(name) is not None:
+    for name in PREFERENCE:
+        if _installed(name):
             os.environ["KERAS_BACKEND"] = name
             return name
     return None
@@ -36,6 +38,13 @@ def select_backend():
 def _configured():
     home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
     try:
-        return bool(json.loads((home / "keras.json").read_text()).get("backend"))
+        return json.loads((home / "keras.json").read_text()).get("backend")
     except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # an import hook that refuses the module
         return False

@@ -24,11 +24,12 @@ options off the weights load into Keras's layers and back.
 import keras
 from keras import ops
 
-from keras_rnn._base import RecurrentCell
-from keras_rnn._base import check_rate
-from keras_rnn._base import get_activation
-from keras_rnn._base import get_initializer
-from keras_rnn._base import reject_option
+from keras_rnn._cell import NO_NOISE
+from keras_rnn._cell import RecurrentCell
+from keras_rnn._checks import check_rate
+from keras_rnn._checks import get_activation
+from keras_rnn._checks import get_initializer
+from keras_rnn._checks import reject_option
 
 register = keras.saving.register_keras_serializable(package="keras_rnn")
 
@@ -133,14 +134,15 @@ class SimpleRNNCell(RecurrentCell):
         )
         self.state_size = self.units
 
-    def step(self, zx, states, recurrent_mask=None, zoneout=None):
+    def step(self, zx, states, noise=None):
+        noise = NO_NOISE if noise is None else noise
         h_tm1 = states[0]
-        h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
+        h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
         zh = ops.matmul(h_in, self.recurrent_kernel)
         if self.layer_norm:
             zh = self.recurrent_norm(zh)
         h = self.activation(zx + zh)
-        (h,) = self.apply_zoneout([h], [h_tm1], zoneout)
+        (h,) = self.apply_zoneout([h], [h_tm1], noise.zoneout)
         return h, [h]
 
 
@@ -299,9 +301,10 @@ class LSTMCell(RecurrentCell):
         if self.layer_norm:
             self.state_norm.build((None, self.units))
 
-    def step(self, zx, states, recurrent_mask=None, zoneout=None):
+    def step(self, zx, states, noise=None):
+        noise = NO_NOISE if noise is None else noise
         h_tm1, c_tm1 = states[0], states[1]
-        h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
+        h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
         zh = ops.matmul(h_in, self.recurrent_kernel)
         if self.layer_norm:
             zh = self.recurrent_norm(zh)
@@ -317,7 +320,7 @@ class LSTMCell(RecurrentCell):
             o = o + self.output_gate_peephole_weights * c
         o = self.recurrent_activation(o)
         h = o * self.activation(self.state_norm(c) if self.layer_norm else c)
-        h, c = self.apply_zoneout([h, c], [h_tm1, c_tm1], zoneout)
+        h, c = self.apply_zoneout([h, c], [h_tm1, c_tm1], noise.zoneout)
         return h, [h, c]
 
     def get_config(self):
@@ -466,9 +469,10 @@ class GRUCell(RecurrentCell):
         if self.layer_norm and not self.reset_after:
             self.candidate_norm.build((None, self.units))
 
-    def step(self, zx, states, recurrent_mask=None, zoneout=None):
+    def step(self, zx, states, noise=None):
+        noise = NO_NOISE if noise is None else noise
         h_tm1 = states[0]
-        h_in = h_tm1 if recurrent_mask is None else h_tm1 * recurrent_mask
+        h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
         x_z, x_r, x_h = ops.split(zx, 3, axis=-1)
         units = self.units
         if self.reset_after:
@@ -493,7 +497,7 @@ class GRUCell(RecurrentCell):
                 h_h = self.candidate_norm(h_h)
             candidate = self.activation(x_h + h_h)
         h = z * h_tm1 + (1.0 - z) * candidate
-        (h,) = self.apply_zoneout([h], [h_tm1], zoneout)
+        (h,) = self.apply_zoneout([h], [h_tm1], noise.zoneout)
         return h, [h]
 
     def get_config(self):

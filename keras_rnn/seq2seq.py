@@ -23,16 +23,18 @@ from keras import ops
 from keras_rnn import cells as cells_lib
 from keras_rnn import decoding as decoding_lib
 from keras_rnn import layers as layers_lib
-from keras_rnn._base import autocast
-from keras_rnn._base import check_positive_int
-from keras_rnn._base import check_rate
-from keras_rnn._base import check_units
-from keras_rnn._base import keras_backend
-from keras_rnn._base import tree
-from keras_rnn.attention import AttentionWrapper
+from keras_rnn._cell import per_step_noise
+from keras_rnn._checks import check_positive_int
+from keras_rnn._checks import check_rate
+from keras_rnn._checks import check_units
+from keras_rnn._keras_private import autocast
+from keras_rnn._keras_private import rnn as backend_rnn
 from keras_rnn.attention import BahdanauAttention
 from keras_rnn.attention import LuongAttention
-from keras_rnn.attention import _state_size
+from keras_rnn.attention_wrapper import AttentionWrapper
+from keras_rnn.attention_wrapper import state_sizes
+from keras_rnn.decoding import DecodingSettings
+from keras_rnn.schedules import ScheduledSampling
 
 CELLS = {
     "lstm": (layers_lib.LSTM, cells_lib.LSTMCell),
@@ -41,178 +43,6 @@ CELLS = {
 }
 ATTENTIONS = ("bahdanau", "luong")
 BRIDGES = ("dense", "zeros")
-DECODING_DEFAULTS = {
-    "beam_size": 5,
-    "n_best": 1,
-    "max_length": 100,
-    "max_length_ratio": None,
-    "max_length_offset": 0,
-    "min_length": 0,
-    "length_penalty_alpha": 0.0,
-    "coverage_penalty_beta": 0.0,
-}
-
-
-# ------------------------------------------------------------------- loss
-
-
-@keras.saving.register_keras_serializable(package="keras_rnn")
-class SequenceLoss(keras.losses.Loss):
-    """Token-level cross-entropy over the non-padding target tokens.
-
-    With label smoothing `eps` over a vocabulary of `V` tokens (Szegedy et
-    al. 2016) the target distribution is `q = (1 - eps) onehot(y) + eps / V`
-    and the loss of one token is
-
-        l_t = -sum_v q_v log p_v = (1 - eps) (-log p_y) + eps * mean_v(-log p_v)
-
-    The batch loss is `sum_t w_t l_t / sum_t w_t` with `w_t = 0` on padding
-    (`y_t == pad_id`) and 1 (or the sample weight) elsewhere: every real
-    token counts the same, whatever the sentence lengths.
-
-    Args:
-        pad_id: target id that is padding.
-        label_smoothing: `eps` in [0, 1).
-        from_logits: `y_pred` are logits (True) or probabilities.
-
-    Call arguments:
-        y_true: `(batch, time)` int target ids.
-        y_pred: `(batch, time, vocab)` logits.
-        sample_weight: optional `(batch,)` or `(batch, time)` weights.
-
-    Returns:
-        float32 scalar.
-    """
-
-    def __init__(self, pad_id=0, label_smoothing=0.0, from_logits=True,
-                 name="sequence_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(
-                f"label_smoothing must be in [0, 1); got {label_smoothing!r}."
-            )
-        self.pad_id = int(pad_id)
-        self.label_smoothing = float(label_smoothing)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        """Per-token losses `(batch, time)` (zero on padding)."""
-        y_true = ops.cast(y_true, "int32")
-        y_pred = ops.cast(y_pred, "float32")
-        if self.from_logits:
-            log_p = ops.log_softmax(y_pred, axis=-1)
-        else:
-            log_p = ops.log(ops.clip(y_pred, 1e-12, 1.0))
-        nll = -ops.take_along_axis(log_p, ops.expand_dims(y_true, -1), axis=-1)[..., 0]
-        if self.label_smoothing:
-            eps = self.label_smoothing
-            nll = (1.0 - eps) * nll - eps * ops.mean(log_p, axis=-1)
-        return ops.where(ops.not_equal(y_true, self.pad_id), nll, 0.0)
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        losses = self.call(y_true, y_pred)
-        weights = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), self.pad_id), "float32")
-        if sample_weight is not None:
-            sample_weight = ops.cast(sample_weight, "float32")
-            if len(sample_weight.shape) == 1:
-                sample_weight = ops.expand_dims(sample_weight, -1)
-            weights = weights * sample_weight
-        # Under tf.distribute each replica divides by the token count of the
-        # whole global batch: Keras sums the replicas' gradients, so they
-        # add up to the gradient of the global token mean whatever the split.
-        count = _global_sum(ops.sum(weights))
-        return ops.sum(losses * weights) / ops.maximum(count, 1.0)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "pad_id": self.pad_id,
-            "label_smoothing": self.label_smoothing,
-            "from_logits": self.from_logits,
-        }
-
-
-# ------------------------------------------------------- scheduled sampling
-
-
-@keras.saving.register_keras_serializable(package="keras_rnn")
-class ScheduledSampling:
-    """When to feed the decoder its own predictions in training.
-
-    Bengio et al. 2015, "Scheduled Sampling for Sequence Prediction with
-    Recurrent Neural Networks": at decoder step t > 0 of training step i the
-    previous *gold* token is fed with probability `eps_i` (teacher forcing)
-    and the model's own previous prediction otherwise, with `eps_i` decaying:
-
-        linear:          eps_i = max(eps_min, k - c * i)
-        exponential:     eps_i = max(eps_min, k ** i)          (k < 1)
-        inverse_sigmoid: eps_i = max(eps_min, k / (k + exp(i / k)))   (k >= 1)
-
-    Args:
-        schedule: "linear", "exponential" or "inverse_sigmoid".
-        k: the schedule's `k`.
-        c: slope of the linear schedule.
-        min_teacher_forcing: `eps_min`.
-        sampling: "sample" (draw from the model's softmax, as the paper) or
-            "argmax" (its most probable token).
-
-    Example:
-
-    >>> s = keras_rnn.ScheduledSampling("inverse_sigmoid", k=100)
-    >>> round(s.teacher_forcing_probability(0), 3), round(s.teacher_forcing_probability(1000), 3)
-    (0.99, 0.004)
-    """
-
-    schedules = ("linear", "exponential", "inverse_sigmoid")
-
-    def __init__(self, schedule="inverse_sigmoid", k=1000.0, c=1e-4,
-                 min_teacher_forcing=0.0, sampling="sample"):
-        if schedule not in self.schedules:
-            raise ValueError(f"schedule must be one of {self.schedules}; got {schedule!r}.")
-        if schedule == "exponential" and not 0 < k < 1:
-            raise ValueError(f"k must be in (0, 1) for the exponential schedule; got {k!r}.")
-        if schedule == "inverse_sigmoid" and not k >= 1:
-            raise ValueError(f"k must be >= 1 for the inverse_sigmoid schedule; got {k!r}.")
-        if schedule == "linear" and not k > 0:
-            raise ValueError(f"k must be > 0 for the linear schedule; got {k!r}.")
-        if sampling not in ("sample", "argmax"):
-            raise ValueError(f"sampling must be 'sample' or 'argmax'; got {sampling!r}.")
-        self.schedule = schedule
-        self.k = float(k)
-        self.c = float(c)
-        self.min_teacher_forcing = check_rate("min_teacher_forcing", min_teacher_forcing)
-        self.sampling = sampling
-
-    def teacher_forcing_probability(self, step):
-        """`eps_i` for training step `step` (Python number or tensor)."""
-        step = ops.cast(step, "float32")
-        if self.schedule == "linear":
-            eps = self.k - self.c * step
-        elif self.schedule == "exponential":
-            eps = ops.power(self.k, step)
-        else:
-            eps = self.k / (self.k + ops.exp(ops.minimum(step / self.k, 80.0)))
-        return ops.clip(eps, self.min_teacher_forcing, 1.0)
-
-    def sampling_probability(self, step):
-        """`1 - eps_i`: probability of feeding the model's own prediction."""
-        return 1.0 - self.teacher_forcing_probability(step)
-
-    def get_config(self):
-        return {
-            "schedule": self.schedule,
-            "k": self.k,
-            "c": self.c,
-            "min_teacher_forcing": self.min_teacher_forcing,
-            "sampling": self.sampling,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
-# ----------------------------------------------------------------- model
 
 
 @keras.saving.register_keras_serializable(package="keras_rnn")
@@ -342,18 +172,10 @@ class Seq2Seq(keras.Model):
                 f"dict, or None; got {scheduled_sampling!r}."
             )
         self.scheduled_sampling = scheduled_sampling
-        unknown = set(decoding or {}) - set(DECODING_DEFAULTS)
-        if unknown:
-            raise ValueError(
-                f"Unknown decoding settings {sorted(unknown)}; known: "
-                f"{sorted(DECODING_DEFAULTS)}."
-            )
-        self.decoding = {**DECODING_DEFAULTS, **(decoding or {})}
-        decoding_lib._check_settings(
-            self.decoding["beam_size"], self.decoding["n_best"],
-            self.decoding["max_length"], self.decoding["min_length"],
-            self.decoding["max_length_ratio"],
-        )
+        if isinstance(decoding, DecodingSettings):
+            self.decoding = decoding
+        else:
+            self.decoding = DecodingSettings.from_dict(decoding)
         self.seed = seed
         self._make_layers()
 
@@ -399,7 +221,7 @@ class Seq2Seq(keras.Model):
             attention_layer_size=self.attention_layer_size or None,
             name="decoder",
         )
-        n_states = len(_state_size(decoder_cells[0]))
+        n_states = len(state_sizes(decoder_cells[0]))
         self.bridge_layers = []
         if self.bridge == "dense":
             for layer in range(self.decoder_layers):
@@ -489,14 +311,9 @@ class Seq2Seq(keras.Model):
                 )
 
     def decoding_settings(self, **overrides):
-        """The model's decoding settings with the non-None `overrides`."""
-        settings = dict(self.decoding)
-        for key, value in overrides.items():
-            if key not in settings:
-                raise ValueError(f"Unknown decoding setting {key!r}.")
-            if value is not None:
-                settings[key] = value
-        return settings
+        """The model's `DecodingSettings` with the non-None `overrides`
+        (the decoding protocol, `keras_rnn.decoding.protocol`)."""
+        return self.decoding.replace(**overrides)
 
     # -------------------------------------------------------------- encoder
 
@@ -585,116 +402,129 @@ class Seq2Seq(keras.Model):
     def _teacher_forced_loop(self, source, target, training, alignments):
         target = ops.cast(target, "int32")
         memory, state = self._encode(source, training)
-        sampling = training and self.scheduled_sampling is not None
+        return self._decoder_loop(target, memory, state, training, alignments)
+
+    def _decoder_loop(self, target, memory, state, training, alignments):
+        """The decoder's one time loop over a gold target prefix.
+
+        Teacher forcing: step t reads the gold token `target[:, t]`; the
+        embeddings (with their dropout) are computed for all steps before
+        the loop and the projection to the vocabulary after it.
+
+        Scheduled sampling (in training with `scheduled_sampling`): at step
+        t > 0 the input is the gold token with probability `eps_i`
+        (`ScheduledSampling`) and the model's prediction from step t - 1
+        otherwise, so each step embeds its token and projects its output
+        inside the loop. The coins, the Gumbel noise of "sample" and the
+        embedding and output dropout masks are drawn before the loop.
+
+        Either way the decoder cells' noise (dropout, zoneout) is drawn once,
+        before the loop (`AttentionWrapper.draw_noise`).
+
+        Returns:
+            `(logits, alignments)`: `(batch, T, vocab)` and the float32
+            `(batch, T, S)` attention weights, or None without `alignments`.
+        """
+        sampling = bool(training and self.scheduled_sampling is not None)
+        gold = ops.transpose(target, (1, 0))  # (T, batch)
+        steps, batch = ops.shape(gold)[0], ops.shape(gold)[1]
         if sampling:
-            return self._sampled_decoder(target, memory, state, training, alignments)
-        x = self.embedding_dropout_layer(self.target_embedding(target), training=training)
-        x = ops.transpose(x, (1, 0, 2))  # (T, batch, emb)
-        steps, batch = ops.shape(x)[0], ops.shape(x)[1]
+            feed = self._sampling_feed(gold)
+        else:
+            x = self.embedding_dropout_layer(
+                self.target_embedding(target), training=training
+            )
+            feed = (ops.transpose(x, (1, 0, 2)),)  # (T, batch, emb)
         wrapper = self.decoder
-        wrapper.prepare_dropout(batch, self.embedding_dim, self.encoder_output_size, training)
-        zoneout = wrapper.draw_zoneout(steps, batch, training)
-        per_step, unpack_zoneout = _per_step_factors(zoneout, training)
-        flat_state = tree.flatten(state)
-        width = self.output_size
+        noise = wrapper.draw_noise(
+            batch, self.embedding_dim, self.encoder_output_size, training,
+            steps=steps,
+        )
+        per_step, noise_at = per_step_noise(noise)
+        flat_state = keras.tree.flatten(state)
+        if sampling:  # the previous prediction rides along with the state
+            flat_state = [ops.zeros((batch,), "int32")] + flat_state
 
         def step(inputs, states):
-            x_t, zoneout_t = inputs
-            factors = unpack_zoneout(zoneout_t)
-            state_t = tree.pack_sequence_as(state, states)
+            feed_t, noise_t = inputs
+            if sampling:
+                gold_t, use_model_t, gumbel_t, keep_t, embedding_keep_t = feed_t
+                previous, states = states[0], states[1:]
+                tokens = ops.where(use_model_t[:, 0], previous, gold_t[:, 0])
+                x_t = self.target_embedding(tokens)
+                x_t = x_t * ops.cast(embedding_keep_t, x_t.dtype)
+            else:
+                (x_t,) = feed_t
+            state_t = keras.tree.pack_sequence_as(state, states)
             output, state_t = wrapper.call(
-                x_t, state_t, memory, training=training, zoneout=factors
+                x_t, state_t, memory, training=training, noise=noise_at(noise_t)
             )
+            new_states = keras.tree.flatten(state_t)
+            if sampling:
+                output = output * ops.cast(keep_t, output.dtype)
+                if self.pre_output is not None:
+                    output = self.pre_output(output)
+                logits = ops.cast(self._logits(output), "float32")
+                prediction = ops.cast(ops.argmax(logits + gumbel_t, axis=-1), "int32")
+                output, new_states = logits, [prediction] + new_states
             if alignments:
                 output = ops.concatenate(
                     [ops.cast(output, "float32"), state_t.alignments], axis=-1
                 )
-            return output, tree.flatten(state_t)
+            return output, new_states
 
-        _, outputs, _ = keras_backend.rnn(
-            step, (x, per_step), flat_state, time_major=True,
-            input_length=_loop_length(x),
+        _, outputs, _ = backend_rnn(
+            step, (feed, per_step), flat_state, time_major=True,
+            input_length=_loop_length(gold),
         )
-        wrapper.reset_dropout()
+        wrapper.reset_noise()
         outputs = ops.transpose(outputs, (1, 0, 2))  # (batch, T, width [+ S])
-        weights = None
+        width = self.target_vocab_size if sampling else self.output_size
+        weights = outputs[..., width:] if alignments else None
+        if sampling:
+            return outputs[..., :width], weights
         if alignments:
-            weights = outputs[..., width:]
             outputs = ops.cast(outputs[..., :width], self.compute_dtype)
         return self.project(outputs, training=training), weights
 
-    def _sampled_decoder(self, target, memory, state, training, alignments):
-        """Teacher forcing mixed with the model's own predictions.
+    def _sampling_feed(self, gold):
+        """Scheduled sampling's per-step loop inputs, drawn before the loop.
 
-        At step t > 0 the input is the gold token with probability
-        `eps_i` (`ScheduledSampling`) and the model's prediction from step
-        t - 1 otherwise; the coins (and the Gumbel noise of "sample") are
-        drawn before the loop.
+        Args:
+            gold: `(T, batch)` int32 gold decoder inputs.
+
+        Returns:
+            `(gold, use_model, gumbel, keep, embedding_keep)`, time-major:
+            `(T, batch, 1)` gold tokens and coins (True: feed the model's
+            prediction; never at step 0, which reads the gold BOS),
+            `(T, batch, vocab)` Gumbel noise (zeros `(T, batch, 1)` for
+            "argmax"), and the output and embedding dropout masks.
         """
         schedule = self.scheduled_sampling
         p_sample = schedule.sampling_probability(self.sampling_step)
         self.sampling_step.assign(self.sampling_step + 1)
-        gold = ops.transpose(target, (1, 0))  # (T, batch)
         steps, batch = ops.shape(gold)[0], ops.shape(gold)[1]
         coins = keras.random.uniform((steps, batch), seed=self.sampling_seed)
         use_model = ops.less(coins, ops.cast(p_sample, "float32"))  # (T, batch)
-        noise = ops.zeros((steps, batch, 1))
+        gumbel = ops.zeros((steps, batch, 1))
         if schedule.sampling == "sample":
             uniform = keras.random.uniform(
                 (steps, batch, self.target_vocab_size), minval=1e-9, maxval=1.0,
                 seed=self.sampling_seed,
             )
-            noise = -ops.log(-ops.log(uniform))  # Gumbel: argmax = a sample
+            gumbel = -ops.log(-ops.log(uniform))  # Gumbel: argmax = a sample
         # Embedding and output dropout as masks drawn outside the loop.
         keep = _dropout_mask((steps, batch, self.output_size), self.output_dropout,
                              self.sampling_seed)
         embedding_keep = _dropout_mask((steps, batch, self.embedding_dim),
                                        self.embedding_dropout, self.sampling_seed)
-        wrapper = self.decoder
-        wrapper.prepare_dropout(batch, self.embedding_dim, self.encoder_output_size, training)
-        per_step, unpack_zoneout = _per_step_factors(
-            wrapper.draw_zoneout(steps, batch, training), training
-        )
-        previous = ops.zeros((batch,), "int32")
-        flat_state = [previous] + tree.flatten(state)
-
-        def step(inputs, states):
-            gold_t, use_model_t, noise_t, keep_t, embedding_keep_t, zoneout_t = inputs
-            previous, state_t = states[0], tree.pack_sequence_as(state, states[1:])
-            tokens = ops.where(use_model_t[:, 0], previous, gold_t[:, 0])
-            x_t = self.target_embedding(tokens)
-            x_t = x_t * ops.cast(embedding_keep_t, x_t.dtype)
-            output, state_t = wrapper.call(
-                x_t, state_t, memory, training=training,
-                zoneout=unpack_zoneout(zoneout_t),
-            )
-            output = output * ops.cast(keep_t, output.dtype)
-            if self.pre_output is not None:
-                output = self.pre_output(output)
-            logits = self._logits(output)
-            prediction = ops.cast(
-                ops.argmax(ops.cast(logits, "float32") + noise_t, axis=-1), "int32"
-            )
-            out = ops.cast(logits, "float32")
-            if alignments:
-                out = ops.concatenate([out, state_t.alignments], axis=-1)
-            return out, [prediction] + tree.flatten(state_t)
-
         # The first step always takes the gold BOS.
         use_model = ops.concatenate(
             [ops.zeros((1, batch), "bool"), use_model[1:]], axis=0
         )
         # TensorFlow's loop wants inputs of rank >= 3: (T, batch, 1).
-        gold, use_model = ops.expand_dims(gold, -1), ops.expand_dims(use_model, -1)
-        _, outputs, _ = keras_backend.rnn(
-            step, (gold, use_model, noise, keep, embedding_keep, per_step), flat_state,
-            time_major=True, input_length=_loop_length(gold),
-        )
-        wrapper.reset_dropout()
-        outputs = ops.transpose(outputs, (1, 0, 2))
-        vocab = self.target_vocab_size
-        weights = outputs[..., vocab:] if alignments else None
-        return outputs[..., :vocab], weights
+        return (ops.expand_dims(gold, -1), ops.expand_dims(use_model, -1),
+                gumbel, keep, embedding_keep)
 
     def _logits(self, outputs):
         if self.output_layer is not None:
@@ -726,16 +556,11 @@ class Seq2Seq(keras.Model):
     def decode(self, source, method="beam", batch_size=None, **settings):
         """Decodes sentences with a compiled, cached decoder.
 
-        The first call for a given method, settings and input shape traces
-        and compiles the whole search (`tf.function` on TensorFlow,
-        `jax.jit` on JAX); later calls reuse it with the current weights.
-
-        With `batch_size`, the sentences are sorted by length and decoded
-        `batch_size` at a time, each chunk cut to its own longest sentence
-        (rounded up to a multiple of 8, so few shapes get compiled): a batch
-        runs until its longest hypothesis ends, so grouping similar lengths
-        wastes less. The results come back in the input order, identical to
-        decoding each sentence alone.
+        `keras_rnn.decoding.decode(self, ...)`: the first call for a given
+        method, settings and input shape compiles the whole search
+        (`tf.function` on TensorFlow, `jax.jit` on JAX); later calls reuse
+        it with the current weights. With `batch_size`, sentences are
+        decoded in length-sorted chunks and returned in the input order.
 
         Args:
             source: `(batch, S)` int ids (NumPy or tensor), padded at the end.
@@ -747,56 +572,7 @@ class Seq2Seq(keras.Model):
             `DecodeResult` of NumPy arrays (with `batch_size`, `ids` and
             `alignments` padded to the longest chunk).
         """
-        if method not in ("beam", "greedy"):
-            raise ValueError(f"method must be 'beam' or 'greedy'; got {method!r}.")
-        source = np.asarray(ops.convert_to_numpy(source)) if not isinstance(
-            source, np.ndarray) else source
-        self.check_source(source)
-        if not self.built:
-            self.build()
-        if method == "greedy":
-            settings.pop("beam_size", None)
-            settings.pop("n_best", None)
-            settings.pop("length_penalty_alpha", None)
-            settings.pop("coverage_penalty_beta", None)
-        key = (method, tuple(sorted(settings.items())))
-        cache = self.__dict__.setdefault("_decoder_cache", {})
-        if key not in cache:
-            cache[key] = _compile_decoder(self, method, settings)
-        decoder = cache[key]
-
-        def run(batch):
-            result = decoder(batch.astype("int32"))
-            return [np.asarray(ops.convert_to_numpy(r)) for r in result]
-
-        if batch_size is None or len(source) <= batch_size:
-            return decoding_lib.DecodeResult(*run(source))
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
-        real = source != self.pad_id
-        extent = np.where(real.any(1), real.shape[1] - np.argmax(real[:, ::-1], 1), 1)
-        order = np.argsort(extent, kind="stable")
-        parts = []
-        for start in range(0, len(source), batch_size):
-            rows = order[start:start + batch_size]
-            width = min(source.shape[1], -(-int(extent[rows].max()) // 8) * 8)
-            chunk = source[rows, :width]
-            if len(rows) < batch_size:  # keep one compiled shape per width
-                filler = np.repeat(chunk[-1:], batch_size - len(rows), axis=0)
-                chunk = np.concatenate([chunk, filler])
-            parts.append((rows, [r[: len(rows)] for r in run(chunk)]))
-        steps = max(part[0].shape[-1] for _, part in parts)
-        ids = np.full((len(source),) + parts[0][1][0].shape[1:2] + (steps,),
-                      self.pad_id, "int32")
-        alignments = np.zeros(ids.shape + (source.shape[1],), "float32")
-        scores, log_probs, lengths = (
-            np.zeros(ids.shape[:2], dtype) for dtype in ("float32", "float32", "int32")
-        )
-        for rows, (p_ids, p_scores, p_log_probs, p_lengths, p_align) in parts:
-            ids[rows, :, : p_ids.shape[-1]] = p_ids
-            alignments[rows, :, : p_align.shape[2], : p_align.shape[3]] = p_align
-            scores[rows], log_probs[rows], lengths[rows] = p_scores, p_log_probs, p_lengths
-        return decoding_lib.DecodeResult(ids, scores, log_probs, lengths, alignments)
+        return decoding_lib.decode(self, source, method, batch_size, **settings)
 
     # --------------------------------------------------------------- config
 
@@ -828,7 +604,7 @@ class Seq2Seq(keras.Model):
                 self.scheduled_sampling.get_config()
                 if self.scheduled_sampling is not None else None
             ),
-            "decoding": dict(self.decoding),
+            "decoding": self.decoding.to_dict(),
             "seed": self.seed,
         }
 
@@ -840,42 +616,8 @@ class Seq2Seq(keras.Model):
 # ------------------------------------------------------------------ helpers
 
 
-def _compile_decoder(model, method, settings):
-    fn = decoding_lib.beam_search if method == "beam" else decoding_lib.greedy_decode
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(lambda source: tuple(fn(model, source, **settings)),
-                           reduce_retracing=True)
-    if backend == "jax":
-        import jax
-
-        variables = model.variables
-
-        def pure(values, source):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return tuple(fn(model, source, **settings))
-
-        jitted = jax.jit(pure)
-        return lambda source: jitted([v.value for v in variables], source)
-    return lambda source: tuple(fn(model, source, **settings))
-
-
-def _global_sum(value):
-    """`value` summed over the replicas of a `tf.distribute` strategy."""
-    if keras.backend.backend() != "tensorflow":
-        return value
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
 def _loop_length(time_major):
-    """`input_length` for `keras_backend.rnn` over a time-major tensor.
+    """`input_length` for the backend time loop over a time-major tensor.
 
     TensorFlow's loop reads `input_length or inputs.shape[1]`, which fails
     for nested inputs of unknown length (batches of varying length under
@@ -892,27 +634,6 @@ def _dropout_mask(shape, rate, seed):
     if not rate:
         return ones
     return keras.random.dropout(ones, rate, seed=seed)
-
-
-def _per_step_factors(zoneout, training):
-    """Splits per-cell zoneout factors into loop inputs and constants.
-
-    Returns:
-        `(per_step, unpack)`: the tuple of `(T, batch, ...)` factors to feed
-        the time loop (training), and a function that turns one step's slice
-        of it back into the per-cell list (constants and Nones in place).
-    """
-    if not training:
-        return (), lambda _: list(zoneout)
-    present = [i for i, z in enumerate(zoneout) if z is not None]
-
-    def unpack(step_factors):
-        factors = [None] * len(zoneout)
-        for i, factor in zip(present, step_factors):
-            factors[i] = factor
-        return factors
-
-    return tuple(zoneout[i] for i in present), unpack
 
 
 def _split_inputs(inputs):
@@ -951,7 +672,3 @@ def _check_ids(name, values, vocab_size):
             f"{name} token id {int(values[row, col])} at sentence {row}, "
             f"position {col} is outside the vocabulary [0, {vocab_size})."
         )
-
-
-
-

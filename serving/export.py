@@ -150,7 +150,7 @@ class TranslatorModule:
                  max_beam_size, max_length, max_length_limit, max_source_tokens):
         import tensorflow as tf
 
-        from keras_rnn._base import check_positive_int
+        from keras_rnn._checks import check_positive_int
 
         for name, value in [("beam_size", beam_size), ("max_beam_size", max_beam_size),
                             ("max_length", max_length),
@@ -350,8 +350,8 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are immutable (pick another).")
     settings = model.decoding_settings()
-    beam_size = beam_size or settings["beam_size"]
-    max_length = max_length or settings["max_length"]
+    beam_size = beam_size or settings.beam_size
+    max_length = max_length or settings.max_length
     max_length_limit = max_length_limit or max_length
     max_source_tokens = (max_source_tokens or model.max_source_length
                          or 4 * config.data.max_length)
@@ -378,7 +378,7 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
             "beam_size": beam_size, "max_beam_size": max_beam_size,
             "max_length": max_length, "max_length_limit": max_length_limit,
             "max_source_tokens": max_source_tokens,
-            "length_penalty_alpha": settings["length_penalty_alpha"],
+            "length_penalty_alpha": settings.length_penalty_alpha,
             "parameters": model.count_params(), "run": str(Path(run_dir).resolve()),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "export_seconds": round(time.perf_counter() - start, 1),

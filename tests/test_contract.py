@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_rnn
-from keras_rnn.demo import adding_problem
+from examples.adding_problem import adding_problem
 
 TIME, FEATURES, UNITS = 5, 3, 4
 

@@ -92,7 +92,7 @@ def test_two_stage_top_k_equals_flat_top_k_including_ties(k, vocab):
     rng = np.random.default_rng(k)
     # Small integers: many ties, which must break as a flat top_k does.
     ranking = rng.integers(0, 4, (6, k, vocab)).astype("float32")
-    parents, tokens = decoding._top_candidates(ranking, k)
+    parents, tokens = decoding.top_candidates(ranking, k)
     _, flat = ops.top_k(ranking.reshape(6, k * vocab), k)
     np.testing.assert_array_equal(_np(parents) * vocab + _np(tokens), _np(flat))
 
@@ -120,7 +120,7 @@ class Scripted:
     """
 
     pad_id, bos_id, eos_id = PAD, BOS, EOS
-    decoding = dict(keras_rnn.seq2seq.DECODING_DEFAULTS)
+    decoding = keras_rnn.DecodingSettings()
     decoding_settings = keras_rnn.Seq2Seq.decoding_settings
 
     def __init__(self, table, align):

@@ -1,5 +1,6 @@
-"""Seq2Seq: loss, scheduled sampling, the two decoder paths, saving, and
-learning a synthetic task."""
+"""Seq2Seq: scheduled sampling in its decoder loop, teacher forcing, saving,
+and learning a synthetic task (the loss: test_losses.py; the schedules:
+test_schedules.py)."""
 
 import os
 
@@ -11,7 +12,7 @@ from keras import ops
 
 import keras_rnn
 from keras_rnn import decoding
-from keras_rnn.demo_seq2seq import digit_task
+from examples.sort_digits import digit_task
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -35,61 +36,7 @@ TARGET_OUT = np.array([[5, 6, 7, EOS], [9, 10, EOS, 0], [3, EOS, 0, 0]])
 INPUTS = {"source": SOURCE, "target": TARGET_IN}
 
 
-# ------------------------------------------------------------------ loss
-
-
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_sequence_loss_is_the_masked_token_mean(smoothing):
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(3, 4, 13)).astype("float32")
-    loss = keras_rnn.SequenceLoss(label_smoothing=smoothing)
-    got = float(_np(loss(TARGET_OUT, logits)))
-    # NumPy: q = (1 - eps) onehot + eps / V, mean over the 9 real tokens.
-    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    q = (1 - smoothing) * np.eye(13)[TARGET_OUT] + smoothing / 13
-    per_token = -(q * log_p).sum(-1)
-    mask = TARGET_OUT != PAD
-    np.testing.assert_allclose(got, per_token[mask].mean(), rtol=1e-5)
-    # Keras's own categorical cross-entropy on the real tokens agrees.
-    reference = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=smoothing)
-    np.testing.assert_allclose(
-        got, float(_np(reference(np.eye(13)[TARGET_OUT][mask], logits[mask]))), rtol=1e-5)
-    # Sample weights weight sentences; padding still does not count.
-    weights = np.array([1.0, 0.0, 2.0])
-    got = float(_np(loss(TARGET_OUT, logits, sample_weight=weights)))
-    w = mask * weights[:, None]
-    np.testing.assert_allclose(got, (per_token * w).sum() / w.sum(), rtol=1e-5)
-
-
-def test_sequence_loss_config_and_errors():
-    loss = keras_rnn.SequenceLoss(pad_id=3, label_smoothing=0.2)
-    clone = keras_rnn.SequenceLoss.from_config(loss.get_config())
-    assert (clone.pad_id, clone.label_smoothing) == (3, 0.2)
-    with pytest.raises(ValueError, match="label_smoothing"):
-        keras_rnn.SequenceLoss(label_smoothing=1.0)
-
-
 # ---------------------------------------------------- scheduled sampling
-
-
-def test_schedules_follow_their_formulas():
-    steps = np.array([0.0, 10.0, 500.0, 5000.0])
-    linear = keras_rnn.ScheduledSampling("linear", k=1.0, c=1e-3, min_teacher_forcing=0.1)
-    np.testing.assert_allclose(_np(linear.teacher_forcing_probability(steps)),
-                               np.maximum(0.1, 1.0 - 1e-3 * steps), rtol=1e-6)
-    exponential = keras_rnn.ScheduledSampling("exponential", k=0.999)
-    np.testing.assert_allclose(_np(exponential.teacher_forcing_probability(steps)),
-                               0.999 ** steps, rtol=2e-4)
-    sigmoid = keras_rnn.ScheduledSampling("inverse_sigmoid", k=100.0)
-    np.testing.assert_allclose(_np(sigmoid.teacher_forcing_probability(steps)),
-                               100 / (100 + np.exp(steps / 100)), rtol=1e-5)
-    np.testing.assert_allclose(_np(sigmoid.sampling_probability(steps)),
-                               1 - 100 / (100 + np.exp(steps / 100)), rtol=1e-5)
-    for bad in (dict(schedule="cosine"), dict(schedule="exponential", k=2.0),
-                dict(schedule="inverse_sigmoid", k=0.5), dict(sampling="beam")):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            keras_rnn.ScheduledSampling(**bad)
 
 
 def test_scheduled_sampling_with_full_teacher_forcing_is_teacher_forcing():

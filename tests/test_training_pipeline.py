@@ -131,6 +131,73 @@ def test_stream_resumes_at_any_step():
         assert resumed == full[start:]
 
 
+def replayed_stream(plan, start_step, stop_step):
+    """The stream as it was first written: replay every pass from pass 0."""
+    step, pass_index = 0, 0
+    while step < stop_step:
+        batches = plan.pass_batches(pass_index)
+        if step + len(batches) <= start_step:
+            step += len(batches)
+            pass_index += 1
+            continue
+        for length, chunk in batches[max(0, start_step - step):]:
+            current = max(step, start_step)
+            if current >= stop_step:
+                return
+            yield current, length, chunk
+            step = current + 1
+        pass_index += 1
+
+
+@pytest.mark.parametrize("curriculum_passes, curriculum_start", [(0, 0.2), (3, 0.2), (4, 0.0)])
+def test_stream_equals_replay_from_pass_zero(curriculum_passes, curriculum_start):
+    """Seeking by arithmetic gives exactly the batches of a replay, at any start."""
+    lengths = random_lengths(400, seed=7)
+    plan = BatchPlan(lengths, max_tokens=256, seed=5, curriculum_passes=curriculum_passes,
+                     curriculum_start=curriculum_start)
+    reference = BatchPlan(lengths, max_tokens=256, seed=5, curriculum_passes=curriculum_passes,
+                          curriculum_start=curriculum_start)
+    stop = (curriculum_passes + 3) * plan.steps_per_pass()
+    full = [(s, length, c.tolist()) for s, length, c in replayed_stream(reference, 0, stop)]
+    assert [s for s, _, _ in full] == list(range(stop))
+    for start in [*range(0, stop, 7), stop - 1]:
+        got = [(s, length, c.tolist()) for s, length, c in plan.stream(start, min(start + 40, stop))]
+        assert got == full[start:start + 40]
+        length, chunk = plan.batch_at(start)
+        assert (length, chunk.tolist()) == full[start][1:]
+    if curriculum_passes:  # the passes of the curriculum are shorter
+        assert plan.pass_start(1) < plan.steps_per_pass()
+    for p in range(curriculum_passes + 3):
+        assert plan.locate(plan.pass_start(p)) == (p, 0) or plan.pass_length(p) == 0
+        assert plan.pass_length(p) == len(reference.pass_batches(p))
+
+
+@pytest.mark.parametrize("curriculum_passes", [0, 5])
+def test_seeking_far_builds_one_pass(monkeypatch, curriculum_passes):
+    """Step 1,000,000 or pass 500: a constant number of passes built, not O(step)."""
+    plan = BatchPlan(random_lengths(3000), max_tokens=512, seed=2,
+                     curriculum_passes=curriculum_passes)
+    built = []
+    original = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng",
+                        lambda *a, **k: built.append(a) or original(*a, **k))
+    step, length, chunk = next(plan.stream(1_000_000))
+    assert step == 1_000_000 and len(built) == 1
+    pass_index, position = plan.locate(1_000_000)
+    assert built == [([2, pass_index],)]
+    assert plan.pass_start(pass_index) + position == 1_000_000
+    built.clear()
+    start = plan.pass_start(500)
+    assert start == plan.pass_start(curriculum_passes) + (500 - curriculum_passes) * plan.steps_per_pass()
+    steps = list(plan.stream(start - 1, start + 3))
+    assert [s for s, _, _ in steps] == list(range(start - 1, start + 3))
+    assert built == [([2, 499],), ([2, 500],)]
+    # The callback's per-step lookup of the batch trained reuses the cached passes.
+    for s in range(start - 1, start + 3):
+        plan.batch_at(s)
+    assert len(built) == 2
+
+
 def test_unshuffled_plan_is_one_pass_in_length_order():
     lengths = random_lengths(300)
     plan = BatchPlan(lengths, max_tokens=256, seed=None)

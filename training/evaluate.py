@@ -110,8 +110,8 @@ def evaluate(run_dir, split=None, output=None, beam_size=None,
     scores.update(
         split=split, sentences=len(sources), seconds=round(seconds, 2),
         translations=str(output), backend=keras.backend.backend(),
-        beam_size=settings["beam_size"],
-        length_penalty_alpha=settings["length_penalty_alpha"],
+        beam_size=settings.beam_size,
+        length_penalty_alpha=settings.length_penalty_alpha,
         parameters=translator.model.count_params(),
     )
     (Path(run_dir) / f"bleu.{split}.json").write_text(json.dumps(scores, indent=1))

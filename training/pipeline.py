@@ -20,7 +20,11 @@ resumes at step `k` gets exactly the batches an uninterrupted run gets from
   is used; from pass `P` on, all of them.
 - **Stream and epochs.** Passes follow one another in one stream of
   batches; an epoch is `steps_per_epoch` consecutive batches of it (by
-  default, the batch count of one full pass).
+  default, the batch count of one full pass). A pass's batch count depends
+  only on which pairs it uses, not on the shuffle, and every pass from
+  `curriculum_passes` on has `steps_per_pass()` batches, so the pass and
+  position of any global step are arithmetic (`locate`): seeking builds
+  one pass, however far the step.
 """
 
 import math
@@ -142,6 +146,7 @@ class BatchPlan:
         self.rank = np.empty(len(order))
         self.rank[order] = np.arange(len(order)) / len(order)
         self._passes = {}
+        self._pass_starts = None  # first step of passes 0..curriculum_passes
 
     def batch_size(self, length):
         size = self.max_tokens // int(length)
@@ -151,6 +156,43 @@ class BatchPlan:
         """Indices of the pairs used in pass `pass_index` (curriculum)."""
         c = competence(pass_index, self.curriculum_passes, self.curriculum_start)
         return np.flatnonzero(self.rank < c) if c < 1 else np.arange(len(self.lengths))
+
+    def pass_length(self, pass_index):
+        """Batches in pass `pass_index` (counted, not built)."""
+        padded = self.padded[self.eligible(pass_index)]
+        lengths, counts = np.unique(padded, return_counts=True)
+        return sum(-(-int(n) // self.batch_size(length)) for length, n in zip(lengths, counts))
+
+    def pass_start(self, pass_index):
+        """The global step of the first batch of pass `pass_index`."""
+        if self._pass_starts is None:  # the curriculum passes differ in length
+            starts = [0]
+            for p in range(self.curriculum_passes):
+                starts.append(starts[-1] + self.pass_length(p))
+            self._pass_starts = starts
+        head = min(pass_index, self.curriculum_passes)
+        return self._pass_starts[head] + (pass_index - head) * self.steps_per_pass()
+
+    def locate(self, step):
+        """`(pass_index, position)` of global step `step`, in O(1).
+
+        A pass with no batches (a curriculum pass whose competence selects no
+        pair) is skipped, as a replay of the stream skips it.
+        """
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}.")
+        self.pass_start(0)  # fills `_pass_starts`
+        head = self.curriculum_passes
+        if step >= self._pass_starts[head]:
+            pass_index, position = divmod(step - self._pass_starts[head], self.steps_per_pass())
+            return head + pass_index, position
+        pass_index = int(np.searchsorted(self._pass_starts, step, side="right")) - 1
+        return pass_index, step - self._pass_starts[pass_index]
+
+    def batch_at(self, step):
+        """`(length, indices)` of the batch at global step `step`."""
+        pass_index, position = self.locate(step)
+        return self.pass_batches(pass_index)[position]
 
     def pass_batches(self, pass_index):
         """The batches of one pass over the eligible pairs (cached)."""
@@ -178,29 +220,29 @@ class BatchPlan:
 
     def steps_per_pass(self):
         """Batches in a full pass (no curriculum)."""
-        return sum(
-            -(-int(np.sum(self.padded == length)) // self.batch_size(length))
-            for length in np.unique(self.padded)
-        )
+        if not hasattr(self, "_steps_per_pass"):
+            lengths, counts = np.unique(self.padded, return_counts=True)
+            self._steps_per_pass = sum(
+                -(-int(n) // self.batch_size(length)) for length, n in zip(lengths, counts))
+        return self._steps_per_pass
 
     def stream(self, start_step=0, stop_step=None):
-        """Yields `(step, length, indices)` from global step `start_step`."""
-        step, pass_index = 0, 0
+        """Yields `(step, length, indices)` from global step `start_step`.
+
+        Seeks with `locate`: only the passes that are yielded are built.
+        """
+        step = start_step
+        pass_index, position = self.locate(start_step)
+        if self.seed is None and stop_step is None:
+            # An unshuffled plan is one pass (validation): to the end of this one.
+            stop_step = self.pass_start(pass_index + 1)
         while stop_step is None or step < stop_step:
-            batches = self.pass_batches(pass_index)
-            if step + len(batches) <= start_step:
-                step += len(batches)
-                pass_index += 1
-                continue
-            for length, chunk in batches[max(0, start_step - step):]:
-                current = max(step, start_step)
-                if stop_step is not None and current >= stop_step:
+            for length, chunk in self.pass_batches(pass_index)[position:]:
+                if stop_step is not None and step >= stop_step:
                     return
-                yield current, length, chunk
-                step = current + 1
-            pass_index += 1
-            if self.seed is None and stop_step is None:
-                return  # an unshuffled plan is one pass (validation)
+                yield step, length, chunk
+                step += 1
+            pass_index, position = pass_index + 1, 0
 
 
 def numpy_batches(data, plan, start_step=0, stop_step=None):

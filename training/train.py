@@ -401,11 +401,14 @@ class TrainingRun:
                     tf.summary.scalar(key if record["kind"] == "epoch" else f"train/{key}", value)
 
     def plan_tokens(self, step):
-        """Real target tokens of the batch at global `step`."""
-        for _, _, chunk in self.plan.stream(step, step + 1):
-            chunk = chunk[chunk >= 0]
-            return int(self.corpus.train.target_lengths[chunk].sum())
-        return 0
+        """Real target tokens of the batch trained at global `step`.
+
+        The plan's batch at `step` (O(1): `BatchPlan.locate` and the cached
+        pass) is the batch the data pipeline yielded for it, whatever the
+        pipeline and its prefetching.
+        """
+        _, chunk = self.plan.batch_at(step)
+        return int(self.corpus.train.target_lengths[chunk[chunk >= 0]].sum())
 
     def validation_bleu(self, limit=None):
         """Greedy-decoding BLEU (sacreBLEU, cased) on the validation split."""

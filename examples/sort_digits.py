@@ -1,8 +1,8 @@
 """A one-minute seq2seq demo: an attention model learns to sort digits.
 
     make demo                      # runs this after the adding problem
-    python -m keras_rnn.demo_seq2seq
-    KERAS_BACKEND=jax python -m keras_rnn.demo_seq2seq --epochs 8
+    python examples/sort_digits.py
+    KERAS_BACKEND=jax python examples/sort_digits.py --epochs 8
 
 Source: 3 to 9 random digits; target: the same digits sorted. A
 `keras_rnn.Seq2Seq` (bidirectional GRU encoder, Bahdanau attention, GRU

@@ -1,8 +1,8 @@
 """A two-minute demo: keras_rnn layers learn the adding problem.
 
     make demo                      # or, with the package installed:
-    python -m keras_rnn.demo
-    KERAS_BACKEND=jax python -m keras_rnn.demo --steps 40
+    python examples/adding_problem.py
+    KERAS_BACKEND=jax python examples/adding_problem.py --steps 40
 
 The adding problem (Hochreiter & Schmidhuber 1997): each input sequence has
 `length` steps of two features, a random value in [0, 1) and a marker that is

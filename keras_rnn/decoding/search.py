@@ -1,33 +1,14 @@
-"""Greedy and beam-search decoding as one compiled loop, and its pieces.
+"""Greedy and beam-search decoding, each one compiled loop.
 
-The Keras 3 successor to TF Addons' `BeamSearchDecoder` + `dynamic_decode`
-and `gather_tree`: every sentence of a batch and every beam of every sentence
-advance together in one `keras.ops.while_loop` with fixed shapes, so the
-whole search compiles (XLA under `jax.jit`, a graph under `tf.function`) and
-exports to a SavedModel with core TensorFlow ops only (no `GatherTree`
-custom op: the back-tracking is `gather_tree`, below, in ordinary ops).
-
-Both decoders work on any model with the small decoding protocol that
-`keras_rnn.Seq2Seq` implements:
-
-    memory, state = model.encode(source)                  # once per batch
-    logits, state = model.decode_step(tokens, state, memory)  # per step
-    model.pad_id, model.bos_id, model.eos_id, model.target_vocab_size
-
-and `model.check_source(source)` for input validation. `pad_id` and `bos_id`
+The Keras 3 successor to TF Addons' `BeamSearchDecoder` + `dynamic_decode`:
+every sentence of a batch and every beam of every sentence advance together
+in one `keras.ops.while_loop` with fixed shapes, so the whole search compiles
+(XLA under `jax.jit`, a graph under `tf.function`) and exports to a
+SavedModel with core TensorFlow ops only. Both work on any model with the
+decoding protocol (`keras_rnn.decoding.protocol`). `pad_id` and `bos_id`
 are never generated; `eos_id` ends a hypothesis. Lengths count generated
 tokens including the EOS, which every returned hypothesis ends with (at
-`max_length` the EOS is forced).
-
-Scoring (Wu et al. 2016, "Google's Neural Machine Translation System", eq.
-14; TF Addons' `length_penalty_weight` / `coverage_penalty_weight`):
-
-    s(Y, X) = log P(Y | X) / lp(Y) + cp(X; Y)
-    lp(Y)   = ((5 + |Y|) / 6) ** alpha
-    cp      = beta * sum_j log(min(sum_t alpha_tj, 1))    (unpadded j)
-
-used both to rank the candidates at every step and to order the n-best
-list.
+`max_length` the EOS is forced). Scoring: `keras_rnn.decoding.ops`.
 """
 
 from typing import NamedTuple
@@ -37,14 +18,15 @@ import numpy as np
 import keras
 from keras import ops
 
-from keras_rnn._base import check_positive_int
-from keras_rnn._base import tree
-
-# Log-probability of impossible continuations. Finite, so sums and the
-# length-penalty division never produce NaN.
-NEG_INF = -1e30
-# Coverage below this counts as this in cp's log (log 0 is -inf).
-_MIN_COVERAGE = 1e-10
+from keras_rnn.decoding.ops import NEG_INF
+from keras_rnn.decoding.ops import coverage_penalty
+from keras_rnn.decoding.ops import gather_tree
+from keras_rnn.decoding.ops import hypothesis_scores
+from keras_rnn.decoding.ops import length_limits
+from keras_rnn.decoding.ops import length_penalty
+from keras_rnn.decoding.ops import restrict_log_probs
+from keras_rnn.decoding.ops import tile_batch
+from keras_rnn.decoding.ops import top_candidates
 
 
 class DecodeResult(NamedTuple):
@@ -99,213 +81,7 @@ class BeamState(NamedTuple):
     step_alignments: object
 
 
-# ---------------------------------------------------------------- pure pieces
-
-
-def tile_batch(x, multiplier):
-    """Repeats each batch entry `multiplier` times: `(B, ...)` -> `(B*K, ...)`.
-
-    Entry `b * K + k` is a copy of entry `b` (TF Addons' `tile_batch`).
-    """
-    return ops.repeat(x, multiplier, axis=0)
-
-
-def length_penalty(lengths, alpha):
-    """GNMT length penalty `((5 + |Y|) / 6) ** alpha`.
-
-    Args:
-        lengths: int tensor of hypothesis lengths.
-        alpha: Python float; 0 disables the penalty (returns ones).
-
-    Returns:
-        float32 tensor shaped like `lengths`.
-    """
-    lengths = ops.cast(lengths, "float32")
-    if not alpha:
-        return ops.ones_like(lengths)
-    return ops.power((5.0 + lengths) / 6.0, alpha)
-
-
-def coverage_penalty(coverage, source_mask, beta):
-    """GNMT coverage penalty `beta * sum_j log(min(coverage_j, 1))`.
-
-    Args:
-        coverage: `(..., S)` float32 summed attention per source position.
-        source_mask: `(..., S)` boolean (True on real positions), or None.
-        beta: Python float; 0 disables the penalty (returns zeros).
-
-    Returns:
-        float32 `(...)` penalty (<= 0); padded positions contribute nothing.
-    """
-    if not beta:
-        return ops.zeros(ops.shape(coverage)[:-1], "float32")
-    logs = ops.log(ops.clip(coverage, _MIN_COVERAGE, 1.0))
-    if source_mask is not None:
-        logs = ops.where(source_mask, logs, 0.0)
-    return beta * ops.sum(logs, axis=-1)
-
-
-def hypothesis_scores(log_probs, lengths, coverage, source_mask, alpha, beta):
-    """`s(Y, X) = log P / lp(|Y|) + cp`, elementwise over hypotheses."""
-    return log_probs / length_penalty(lengths, alpha) + coverage_penalty(
-        coverage, source_mask, beta
-    )
-
-
-def restrict_log_probs(log_probs, step, finished, limits, *, pad_id, bos_id,
-                       eos_id, min_length):
-    """Applies the decoding rules to one step's log-probabilities.
-
-    - `pad_id` and `bos_id` are never generated;
-    - EOS is forbidden before `min_length` tokens;
-    - only EOS is allowed at the hypothesis's length limit;
-    - a finished hypothesis can only "extend" by EOS with log-prob 0, so its
-      score never changes (and its length does not grow, see `beam_search`).
-
-    Args:
-        log_probs: `(..., V)` float32 log-softmax of the step's logits.
-        step: int scalar, 0-based index of the token being produced.
-        finished: `(...)` bool.
-        limits: `(...)` int32 maximum number of tokens (including EOS).
-        pad_id, bos_id, eos_id: special token ids.
-        min_length: minimum number of tokens, including EOS.
-
-    Returns:
-        float32 `(..., V)`.
-    """
-    vocab = ops.shape(log_probs)[-1]
-    ids = ops.arange(vocab, dtype="int32")
-    is_eos = ops.equal(ids, eos_id)
-    never = ops.logical_or(ops.equal(ids, pad_id), ops.equal(ids, bos_id))
-    log_probs = ops.where(never, NEG_INF, log_probs)
-    produced = step + 1  # tokens after this step
-    if min_length > 1:
-        log_probs = ops.where(
-            ops.logical_and(is_eos, produced < min_length), NEG_INF, log_probs
-        )
-    at_limit = ops.expand_dims(produced >= limits, -1)
-    log_probs = ops.where(
-        ops.logical_and(at_limit, ops.logical_not(is_eos)), NEG_INF, log_probs
-    )
-    finished_row = ops.where(is_eos, 0.0, NEG_INF)  # (V,)
-    return ops.where(ops.expand_dims(finished, -1), finished_row, log_probs)
-
-
-def _top_candidates(ranking, k):
-    """The `k` best of each sentence's `K * V` candidates, in two stages.
-
-    The best `k` of every slot first (`(B, K, V)` -> `(B, K, k)`), then the
-    best `k` of those `K * k`: the same candidates, in the same order (ties
-    go to the lower slot, then the lower token, as a flat `top_k` would), as
-    one `top_k` over `K * V` values, but much cheaper for large vocabularies.
-
-    Args:
-        ranking: `(B, K, V)` float32 candidate scores.
-        k: number of candidates to keep.
-
-    Returns:
-        `(parents, tokens)`, `(B, k)` int32 slot and token of each, best first.
-    """
-    batch, beam, vocab = ops.shape(ranking)
-    per_slot = min(k, ranking.shape[-1])
-    values, tokens = ops.top_k(ranking, per_slot)  # (B, K, per_slot)
-    _, best = ops.top_k(ops.reshape(values, (batch, beam * per_slot)), k)  # (B, k)
-    best = ops.cast(best, "int32")
-    tokens = ops.take_along_axis(
-        ops.reshape(ops.cast(tokens, "int32"), (batch, beam * per_slot)), best, axis=1
-    )
-    return best // per_slot, tokens
-
-
-def gather_tree(step_ids, parent_ids):
-    """Back-tracks beam-search parent pointers into whole hypotheses.
-
-    The ordinary-ops replacement for TF Addons' `gather_tree` custom op: the
-    hypothesis in final slot k is followed backwards through `parent_ids`.
-
-    Args:
-        step_ids: `(B, K, T)` int token chosen at step t by slot k.
-        parent_ids: `(B, K, T)` int slot at step t-1 that slot k at step t
-            extended.
-
-    Returns:
-        `(ids, path)`: `(B, K, T)` the token sequence of the hypothesis that
-        ends in slot k, and `(B, K, T)` int32 the slot it occupied at each
-        step (use it to gather any other per-step, per-slot quantity).
-
-    Example:
-
-    >>> step_ids = [[[2, 5], [3, 6], [4, 7]]]   # (1, K=3, T=2)
-    >>> parent_ids = [[[0, 2], [0, 0], [0, 1]]]
-    >>> gather_tree(step_ids, parent_ids)[0]
-    [[[4, 5], [2, 6], [3, 7]]]
-    """
-    step_ids = ops.convert_to_tensor(step_ids, "int32")
-    parent_ids = ops.convert_to_tensor(parent_ids, "int32")
-    batch, beam, steps = ops.shape(step_ids)
-    path = ops.zeros_like(step_ids)
-    slot = ops.broadcast_to(ops.arange(beam, dtype="int32"), (batch, beam))
-
-    def body(i, carry):
-        path, slot = carry
-        t = steps - 1 - i
-        path = ops.slice_update(path, (0, 0, t), ops.expand_dims(slot, -1))
-        parents_t = ops.take_along_axis(parent_ids[:, :, t], slot, axis=1)
-        return path, parents_t
-
-    path, _ = ops.fori_loop(0, steps, body, (path, slot))
-    ids = ops.take_along_axis(step_ids, path, axis=1)
-    return ids, path
-
-
-def length_limits(source_lengths, max_length, max_length_ratio=None,
-                  max_length_offset=0):
-    """Per-sentence token limits, `min(max_length, ceil(a * |x|) + b)`.
-
-    Args:
-        source_lengths: `(B,)` int number of real source tokens.
-        max_length: absolute limit (Python int >= 1, or a scalar int32
-            tensor: an exported graph's input).
-        max_length_ratio: `a`, or None for the absolute limit only.
-        max_length_offset: `b`.
-
-    Returns:
-        `(B,)` int32 limits, at least 1.
-    """
-    limits = ops.full(ops.shape(source_lengths), max_length, "int32")
-    if max_length_ratio is not None:
-        relative = ops.cast(
-            ops.ceil(max_length_ratio * ops.cast(source_lengths, "float32")),
-            "int32",
-        ) + max_length_offset
-        limits = ops.minimum(limits, relative)
-    return ops.maximum(limits, 1)
-
-
 # ------------------------------------------------------------------ decoders
-
-
-def _check_settings(beam_size, n_best, max_length, min_length, max_length_ratio):
-    check_positive_int("beam_size", beam_size)
-    # A scalar int tensor `max_length` (an exported graph's input) is checked
-    # by the graph that feeds it.
-    static_max_length = not ops.is_tensor(max_length)
-    if static_max_length:
-        check_positive_int("max_length", max_length)
-    if check_positive_int("n_best", n_best) > beam_size:
-        raise ValueError(
-            f"n_best must be an integer in [1, beam_size={beam_size}]; got {n_best!r}."
-        )
-    if not isinstance(min_length, (int, np.integer)) or min_length < 0:
-        raise ValueError(f"min_length must be an integer >= 0; got {min_length!r}.")
-    if static_max_length and min_length > max_length:
-        raise ValueError(
-            f"min_length={min_length} is larger than max_length={max_length}."
-        )
-    if max_length_ratio is not None and not max_length_ratio > 0:
-        raise ValueError(
-            f"max_length_ratio must be > 0 or None; got {max_length_ratio!r}."
-        )
 
 
 def _buffer_length(memory, max_length, max_length_ratio, max_length_offset):
@@ -331,24 +107,22 @@ def _source_lengths(memory):
     return ops.sum(ops.cast(memory.mask, "int32"), axis=1)
 
 
-def _start(model, source, settings, beam_size, n_best):
-    """Checks the settings and the source, encodes, and sets the limits.
+def _start(model, source, settings):
+    """Checks the source, encodes, and sets the limits.
 
     Returns:
         `(memory, state, steps, limits, rules)`: the encoder's memory and
         decoder state, the number of loop steps (static when possible), the
         `(B,)` per-sentence token limits, and `restrict_log_probs`'s rules.
     """
-    _check_settings(beam_size, n_best, settings["max_length"],
-                    settings["min_length"], settings["max_length_ratio"])
     model.check_source(source)
     memory, state = model.encode(ops.convert_to_tensor(source, "int32"), training=False)
-    lengths = (settings["max_length"], settings["max_length_ratio"],
-               settings["max_length_offset"])
+    lengths = (settings.max_length, settings.max_length_ratio,
+               settings.max_length_offset)
     steps = _buffer_length(memory, *lengths)
     limits = length_limits(_source_lengths(memory), *lengths)
     rules = dict(pad_id=model.pad_id, bos_id=model.bos_id, eos_id=model.eos_id,
-                 min_length=settings["min_length"])
+                 min_length=settings.min_length)
     return memory, state, steps, limits, rules
 
 
@@ -360,8 +134,8 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
     every sentence has produced EOS or reached its length limit.
 
     Args:
-        model: a model with the decoding protocol (see the module docstring),
-            e.g. `keras_rnn.Seq2Seq`.
+        model: a model with the decoding protocol
+            (`keras_rnn.decoding.protocol`), e.g. `keras_rnn.Seq2Seq`.
         source: `(batch, source_time)` int source token ids, padded with
             `model.pad_id`.
         max_length: maximum number of generated tokens including EOS;
@@ -379,7 +153,7 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
         max_length=max_length, max_length_ratio=max_length_ratio,
         max_length_offset=max_length_offset, min_length=min_length,
     )
-    memory, state, steps, limits, rules = _start(model, source, settings, 1, 1)
+    memory, state, steps, limits, rules = _start(model, source, settings)
     batch, source_time = ops.shape(memory.values)[0], ops.shape(memory.values)[1]
 
     def cond(step, state, tokens, finished, *_):
@@ -438,13 +212,14 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
 
     At step t every live hypothesis (slot) of every sentence is extended by
     every token; the `beam_size` best candidates of each sentence by
-    `s(Y, X)` (module docstring) become the next slots. Finished hypotheses
+    `s(Y, X)` (`keras_rnn.decoding.ops`) become the next slots. Finished hypotheses
     keep their score and compete with the live ones; the loop stops when all
     hypotheses of all sentences are finished or the longest limit is
     reached. Parent pointers are resolved at the end by `gather_tree`.
 
     Args:
-        model: a model with the decoding protocol (module docstring).
+        model: a model with the decoding protocol
+            (`keras_rnn.decoding.protocol`).
         source: `(batch, source_time)` int source token ids.
         beam_size: hypotheses kept per sentence (>= 1); `beam_size=1` is
             greedy decoding.
@@ -465,20 +240,18 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         min_length=min_length, length_penalty_alpha=length_penalty_alpha,
         coverage_penalty_beta=coverage_penalty_beta,
     )
-    beam_size, n_best = settings["beam_size"], settings["n_best"]
-    alpha = float(settings["length_penalty_alpha"])
-    beta = float(settings["coverage_penalty_beta"])
-    memory, state, steps, limits, rules = _start(
-        model, source, settings, beam_size, n_best
-    )
+    beam_size, n_best = settings.beam_size, settings.n_best
+    alpha = float(settings.length_penalty_alpha)
+    beta = float(settings.coverage_penalty_beta)
+    memory, state, steps, limits, rules = _start(model, source, settings)
     batch, source_time = ops.shape(memory.values)[0], ops.shape(memory.values)[1]
     vocab = model.target_vocab_size
 
     # Every slot of a sentence starts as the same empty hypothesis; only
     # slot 0 may be extended at the first step, or the beam would fill with
     # copies.
-    memory = tree.map_structure(lambda x: tile_batch(x, beam_size), memory)
-    state = tree.map_structure(lambda x: tile_batch(x, beam_size), state)
+    memory = keras.tree.map_structure(lambda x: tile_batch(x, beam_size), memory)
+    state = keras.tree.map_structure(lambda x: tile_batch(x, beam_size), state)
     source_mask = None
     if memory.mask is not None:
         source_mask = ops.reshape(memory.mask, (batch, beam_size, source_time))
@@ -517,7 +290,7 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         ranking = ranking + ops.expand_dims(
             coverage_penalty(coverage, source_mask, beta), -1
         )
-        parents, tokens = _top_candidates(ranking, beam_size)  # (B, K) each
+        parents, tokens = top_candidates(ranking, beam_size)  # (B, K) each
         top = parents * vocab + tokens
         log_probs = ops.take_along_axis(
             ops.reshape(total, (batch, beam_size * vocab)), top, axis=1
@@ -525,7 +298,7 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         finished = ops.take_along_axis(beam.finished, parents, axis=1)
         finished = ops.logical_or(finished, ops.equal(tokens, model.eos_id))
         rows = ops.reshape(parents + offsets, (-1,))  # (B*K,) rows to keep
-        model_state = tree.map_structure(lambda x: ops.take(x, rows, axis=0), model_state)
+        model_state = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), model_state)
         return BeamState(
             step=step + 1,
             model_state=model_state,

@@ -1,0 +1,53 @@
+"""Every use of private Keras (`keras.src`) in keras_rnn, in one place.
+
+Keras is pinned to 3.15.x in `setup.cfg`; when it moves, this module is the
+one to check. Everything else in keras_rnn uses public Keras (`keras.ops`,
+`keras.tree`, `keras.random`, ...).
+"""
+
+import contextlib
+
+# `DropoutRNNCell`: `keras.layers.RNN` draws (and caches) a cell's dropout
+# masks before its time loop, as JAX's `scan` requires, and clears them
+# after, only for cells that are instances of this mixin. Our cells inherit it
+# so they keep that contract inside `keras.layers.RNN`, `StackedRNNCells` and
+# `Bidirectional`.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401
+
+# `backend.rnn`: the backend's time loop (`tf.while_loop` / `jax.lax.scan`)
+# with masking, `go_backwards` and unrolling; `keras.ops` exposes no
+# equivalent. `backend.lstm` / `backend.gru`: the cuDNN kernels Keras's own
+# LSTM/GRU take on a GPU, also not in `keras.ops`.
+# `backend.get_autocast_scope` / `backend.AutocastScope`: see `autocast`.
+from keras.src import backend as _backend
+
+rnn = _backend.rnn
+lstm = _backend.lstm
+gru = _backend.gru
+
+
+def autocast(layer):
+    """A context in which float variables read as `layer.compute_dtype`.
+
+    `Layer.__call__` opens this scope for layers with a mixed policy
+    (`mixed_bfloat16`, `mixed_float16`), but `Layer.stateless_call`, which
+    the JAX trainer runs, does not; code that calls cell methods directly
+    (`project_inputs`, `step`, the attention wrapper's `call`) would then read
+    float32 kernels and promote the whole recurrence to float32. Wrapping
+    such code in `with autocast(model):` gives the same numbers under both.
+    The scope is private Keras (`keras.src.backend.AutocastScope`).
+
+    Args:
+        layer: the layer whose dtype policy applies.
+
+    Returns:
+        A context manager (a no-op when the policy is not mixed or a scope
+        with the same dtype is already open).
+    """
+    compute = layer.compute_dtype
+    current = _backend.get_autocast_scope()
+    if current is not None and current.dtype == compute:
+        return contextlib.nullcontext()
+    if current is None and compute == layer.variable_dtype:
+        return contextlib.nullcontext()
+    return _backend.AutocastScope(compute)

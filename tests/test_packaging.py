@@ -1,0 +1,236 @@
+"""The house rules, read from the code: the import graph, the wheel, and the
+command line on the smallest install that claims to work.
+
+- Layers: the core `keras_rnn` <- `keras_rnn.training` <- `keras_rnn.serving`
+  <- `keras_rnn.cli`. A module imports only its own layer and those below
+  it; the core imports neither training nor serving.
+- One import name per distribution: the wheel puts `keras_rnn` (and its
+  dist-info) into site-packages and nothing generic (`training`, `serving`).
+- The command line needs only what its command needs: `keras-rnn --help`,
+  `train`, `evaluate` and `translate RUN` run where grpc, protobuf and
+  TensorFlow cannot be imported; `export` and `serve` then say in one line
+  which extra to install.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.support import BACKEND, ROOT, write_config
+
+# The folders of each layer, in order, and the import prefix of each.
+LAYERS = [
+    ("core", ROOT / "keras_rnn", "keras_rnn"),
+    ("training", ROOT / "training", "keras_rnn.training"),
+    ("serving", ROOT / "serving", "keras_rnn.serving"),
+]
+ENTRY_POINTS = {"keras_rnn.cli", "keras_rnn.__main__"}  # the top of the graph
+FORBIDDEN_TOP_LEVEL = {"training", "serving"}
+
+
+def module_files():
+    """(layer index, dotted module name, path) of every module in the repository's packages."""
+    for index, (_, folder, prefix) in enumerate(LAYERS):
+        for path in sorted(folder.rglob("*.py")):
+            relative = path.relative_to(folder)
+            if index == 0 and relative.parts[0] in ("training", "serving"):
+                continue  # the links to the other layers' folders
+            parts = [*relative.parts[:-1], relative.stem]
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            yield index, ".".join([prefix, *parts]), path
+
+
+def imports_of(path, module):
+    """Every module name `path` imports, anywhere in the file (relative ones resolved)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def layer_of(name):
+    """The layer index of an imported `keras_rnn...` name (None for other packages)."""
+    if name in ENTRY_POINTS or name.startswith("keras_rnn.cli."):
+        return len(LAYERS)
+    for index in reversed(range(len(LAYERS))):
+        prefix = LAYERS[index][2]
+        if name == prefix or name.startswith(prefix + "."):
+            return index
+    return None
+
+
+def test_no_module_imports_upward_or_a_generic_top_level_name():
+    modules = list(module_files())
+    assert len(modules) > 30, "the scan found too few modules"
+    upward, generic = [], []
+    for index, module, path in modules:
+        own = len(LAYERS) if module in ENTRY_POINTS else index
+        for name in imports_of(path, module):
+            if name.split(".")[0] in FORBIDDEN_TOP_LEVEL:
+                generic.append(f"{path.relative_to(ROOT)} imports {name}")
+            target = layer_of(name)
+            if target is not None and target > own:
+                upward.append(f"{path.relative_to(ROOT)} ({LAYERS[min(own, 2)][0]}) "
+                              f"imports {name}")
+    assert not generic, "\n".join(generic)
+    assert not upward, "\n".join(upward)
+
+
+def test_the_core_imports_neither_training_nor_serving():
+    for index, module, path in module_files():
+        if index == 0 and module not in ENTRY_POINTS:
+            names = set(imports_of(path, module))
+            assert not {n for n in names if layer_of(n) in (1, 2)}, path
+
+
+def test_the_flags_module_imports_only_argparse_and_plain_data():
+    cli = ROOT / "keras_rnn" / "cli.py"
+    tree = ast.parse(cli.read_text())
+    top_level = set()
+    for node in tree.body:  # module level only: commands import inside functions
+        if isinstance(node, ast.Import):
+            top_level |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            top_level.add(node.module)
+    assert top_level <= {"argparse", "importlib", "sys", "keras_rnn._extras",
+                         "keras_rnn.serving.config"}, top_level
+    for name in ("keras_rnn/_extras.py", "serving/config.py"):
+        imported = set(imports_of(ROOT / name, "keras_rnn.x"))
+        assert imported <= {"dataclasses", "importlib.util"}, (name, imported)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(out), str(ROOT)],
+                   check=True, capture_output=True, timeout=600, cwd=out)
+    (path,) = out.glob("keras_rnn-*.whl")
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def test_the_wheel_installs_one_import_name_with_the_configs_and_protos(wheel):
+    top_level = {name.split("/")[0] for name in wheel}
+    assert {t for t in top_level if not t.endswith(".dist-info")} == {"keras_rnn"}
+    for expected in ("keras_rnn/training/configs/multi30k_de_en.yaml",
+                     "keras_rnn/training/configs/quick.yaml",
+                     "keras_rnn/serving/protos/keras_rnn/serving/translator.proto",
+                     "keras_rnn/serving/translator_pb2_grpc.py",
+                     "keras_rnn/cli.py"):
+        assert expected in wheel
+    assert any(n.endswith(".dist-info/entry_points.txt") for n in wheel)
+    assert any(n.endswith("LICENSE") for n in wheel)
+
+
+# ------------------------------------------------- the smallest installs
+
+# A virtual environment holding everything the test environment has except
+# grpc, protobuf, TensorFlow (and what only they use): the packages of
+# `keras-rnn[jax,training]`, linked in, so nothing is downloaded.
+WITHOUT = ("grpc", "google", "protobuf", "tensorflow", "tensorboard", "tf_keras", "_upb")
+
+
+@pytest.fixture(scope="module")
+def small_install(tmp_path_factory):
+    import sysconfig
+
+    home = tmp_path_factory.mktemp("small-install")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home / "venv")],
+                   check=True, timeout=120)
+    packages = home / "packages"
+    packages.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.lower()
+        if not any(name.startswith(prefix) for prefix in WITHOUT) and entry.suffix != ".pth":
+            (packages / entry.name).symlink_to(entry)
+    (purelib,) = (home / "venv" / "lib").glob("python*/site-packages")
+    (purelib / "linked.pth").write_text(f"{packages}\n{ROOT}\n")
+    return home / "venv" / "bin" / "python"
+
+
+def run_small(small_install, tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras_home"))
+    return subprocess.run([str(small_install), "-m", "keras_rnn", *map(str, args)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_small_install_really_lacks_grpc_protobuf_and_tensorflow(small_install):
+    for module in ("grpc", "google.protobuf", "tensorflow", "tensorflow_serving"):
+        check = subprocess.run([str(small_install), "-c", f"import {module}"],
+                               capture_output=True, text=True, timeout=120)
+        assert check.returncode != 0 and "No module named" in check.stderr, module
+    check = subprocess.run([str(small_install), "-c", "import jax, keras_rnn, sentencepiece"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the install without TensorFlow runs JAX")
+def test_training_commands_run_without_grpc_protobuf_or_tensorflow(small_install, tmp_path):
+    # No KERAS_BACKEND: keras_rnn picks JAX because TensorFlow is missing.
+    result = run_small(small_install, tmp_path, "--help")
+    assert result.returncode == 0 and "train" in result.stdout, result.stderr
+    config = write_config(tmp_path, "tiny", training={"epochs": 1, "steps_per_epoch": 4,
+                                                      "checkpoint_every": 4})
+    result = run_small(small_install, tmp_path, "train", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "tiny"
+    assert (run / "model" / "model.keras").exists()
+    assert (run / "checkpoints" / "latest").exists()
+
+    result = run_small(small_install, tmp_path, "translate", run, "Ein Hund rennt.", "--method", "greedy")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1
+
+    result = run_small(small_install, tmp_path, "evaluate", run, "--limit", "8", "--beam-size", "2",
+                         "--output", tmp_path / "out.txt")
+    assert result.returncode == 0, result.stderr
+    assert "BLEU (cased)" in result.stdout
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == 8
+
+    for command in (["export", run, tmp_path / "models"],
+                    ["serve", "--model-base-dir", tmp_path / "models"],
+                    ["translate", "--server", "127.0.0.1:1", "x"]):
+        result = run_small(small_install, tmp_path, *command)
+        assert result.returncode == 3, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pip install 'keras-rnn[serving]'" in lines[0], lines
+    assert not (tmp_path / "models").exists()
+
+
+def test_serve_help_needs_neither_grpc_nor_tensorflow(small_install, tmp_path):
+    result = run_small(small_install, tmp_path, "serve", "--help")
+    assert result.returncode == 0, result.stderr
+    for flag in ("--model-base-dir", "--max-batch-size", "--metrics-port"):
+        assert flag in result.stdout
+
+
+def test_private_keras_is_used_in_one_module_only():
+    users = sorted({str(path.relative_to(ROOT)) for _, module, path in module_files()
+                    if any(name == "keras.src" or name.startswith("keras.src.")
+                           for name in imports_of(path, module))})
+    assert users == ["keras_rnn/_keras_private.py"], users
+
+
+def test_no_module_of_the_packages_is_over_about_500_lines_but_the_named_ones():
+    # Seq2Seq is one Keras Model class (README "Layout" says why it is one piece).
+    allowed = {"keras_rnn/seq2seq.py"}
+    long = {str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+            for _, _, path in module_files()}
+    over = {name: n for name, n in long.items() if n > 550 and name not in allowed}
+    assert not over, over
