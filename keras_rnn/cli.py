@@ -37,6 +37,9 @@ COMMANDS = {
 }
 # The errors a command reports in one line (exit status 2) instead of a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
+# Commands that build or run TensorFlow graphs: they run on Keras's TensorFlow
+# backend whatever KERAS_BACKEND says (a model trained on JAX loads unchanged).
+TENSORFLOW_COMMANDS = ("export", "serve")
 
 
 def main(argv=None):
@@ -48,6 +51,8 @@ def main(argv=None):
     module_name, function = COMMANDS[command]
     try:
         require("serving" if module_name.startswith("keras_rnn.serving") else "training")
+        if command in TENSORFLOW_COMMANDS and _keras_backend() != "tensorflow":
+            return _rerun_on_tensorflow(argv)
         module = importlib.import_module(module_name)
         return getattr(module, function)(args)
     except MissingExtra as error:
@@ -56,6 +61,31 @@ def main(argv=None):
     except USER_ERRORS as error:  # DataError is a ValueError
         print(f"keras-rnn {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _keras_backend():
+    keras = sys.modules.get("keras")  # imported by keras_rnn before this runs
+    return keras.backend.backend() if keras is not None else None
+
+
+def _rerun_on_tensorflow(argv):
+    """Runs the same command again in a process whose Keras backend is TensorFlow.
+
+    `import keras_rnn` has already started Keras on another backend here,
+    and Keras cannot switch backends inside a process. The command line
+    replaces this process (so `serve` gets the signals); a call of `main`
+    from Python runs a child process and returns its exit status.
+    """
+    import os
+    import subprocess
+
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    command = [sys.executable, "-m", "keras_rnn"]
+    if argv is None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [*command, *sys.argv[1:]], env)
+    return subprocess.run([*command, *map(str, argv)], env=env).returncode
 
 
 def build_parser():
