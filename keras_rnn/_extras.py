@@ -6,6 +6,7 @@ from deep inside an import.
 """
 
 import importlib.util
+import sys
 
 # extra -> {import name: pip name} of what it installs and commands import.
 EXTRAS = {
@@ -34,6 +35,8 @@ def require(extra):
         extra: a key of `EXTRAS` ("training" or "serving").
     """
     for module, package in EXTRAS[extra].items():
+        if module in sys.modules:  # imported already (find_spec raises ValueError
+            continue               # for modules whose __spec__ is None: tensorflow_text)
         try:
             found = importlib.util.find_spec(module) is not None
         except ImportError:  # a missing parent package ("google" of google.protobuf)
