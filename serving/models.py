@@ -3,7 +3,7 @@
     manager = ModelManager({"de_en": "exports/de_en"}, policy="latest")
     manager.poll()                          # load what is on disk
     with manager.acquire("de_en") as servable:
-        outputs = servable.predict("serving_default", {"inputs": sentences})
+        outputs = servable.predict(contract.DEFAULT_SIGNATURE, {"inputs": sentences})
 
 Each model directory holds integer version subdirectories (TensorFlow
 Serving's layout); anything else there (the exporter's hidden `.N.tmp-*`
@@ -31,14 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_rnn.serving import contract
+from keras_rnn.serving.contract import METADATA_DEFAULTS
+
 log = logging.getLogger("keras_rnn.serving")
 
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
-METADATA_FILE = "assets.extra/keras_rnn.json"
+WARMUP_FILE = f"{contract.ASSETS_EXTRA}/{contract.WARMUP_FILE}"
+METADATA_FILE = f"{contract.ASSETS_EXTRA}/{contract.METADATA_FILE}"
 MAX_WARMUP_RECORDS = 1000
-# Fallback defaults for scalar inputs when a SignatureDef has no `defaults`
-# map: input name -> key of keras_rnn.json (or a constant).
-METADATA_DEFAULTS = {"beam_size": "beam_size", "max_length": "max_length", "n_best": 1}
 
 # tensorflow.serving.ModelVersionStatus.State values.
 START, LOADING, AVAILABLE, UNLOADING, END = 10, 20, 30, 40, 50
@@ -163,7 +163,7 @@ class Servable:
                 raise ValueError(f"{path}: warm-up record {count} is not a predict_log "
                                  "(only Predict warm-up requests are supported)")
             request = log_proto.predict_log.request
-            signature = request.model_spec.signature_name or "serving_default"
+            signature = request.model_spec.signature_name or contract.DEFAULT_SIGNATURE
             if signature not in self.signature_defs:
                 raise ValueError(f"{path}: warm-up record {count} names signature "
                                  f"{signature!r}; the model has {sorted(self.signature_defs)}")
