@@ -228,6 +228,10 @@ def add_serve_arguments(parser):
                        help="most sentences in one request (default: %(default)s)")
     batch.add_argument("--max-sentence-chars", type=int, default=defaults.max_sentence_chars,
                        help="longest sentence, in characters (default: %(default)s)")
+    batch.add_argument("--max-request-seconds", type=float,
+                       default=defaults.max_request_seconds,
+                       help="longest a request may queue and run; the deadline of requests "
+                            "that set none (default: %(default)s)")
     obs = parser.add_argument_group("observability")
     obs.add_argument("--metrics-port", type=int, default=0,
                      help="Prometheus /metrics HTTP port, 0 = off (default: %(default)s)")

@@ -5,6 +5,11 @@
 For the methods of `services` (the health and reflection services pass
 through untouched) it
 
+- sets the request's deadline (`current_deadline()`): the client's, capped
+  by the server's `max_request_seconds`, which is also the deadline of
+  requests that set none (gRPC then reports ~1e19 s remaining; stock
+  clients and grpcurl send no deadline by default); a request whose
+  deadline already passed gets DEADLINE_EXCEEDED;
 - parses the request itself, so an unparseable one gets INVALID_ARGUMENT
   (gRPC's own parser answers INTERNAL);
 - maps any exception the servicer raises to a status code
@@ -13,12 +18,34 @@ through untouched) it
   writes one JSON log line with the servicer's `call_fields()`.
 """
 
+import threading
 import time
 
 import grpc
 
+from keras_rnn.serving.batching import DeadlineExceededError
 from keras_rnn.serving.errors import ServingError, status_of
 from keras_rnn.serving.observability import begin_call, log
+
+# More time remaining than this means the client set no deadline.
+NO_DEADLINE_S = 1e7
+
+_deadline = threading.local()
+
+
+def remaining_seconds(context):
+    """Seconds left of the client's deadline; None when it set none."""
+    remaining = context.time_remaining() if context is not None else None
+    if remaining is None or remaining > NO_DEADLINE_S:
+        return None
+    return remaining
+
+
+def current_deadline(default_seconds):
+    """The `time.monotonic()` deadline of the RPC handled on this thread
+    (set by the interceptor), or `default_seconds` from now outside one."""
+    deadline = getattr(_deadline, "value", None)
+    return deadline if deadline is not None else time.monotonic() + default_seconds
 
 
 class _BadMessage:
@@ -44,11 +71,13 @@ class ServingInterceptor(grpc.ServerInterceptor):
         services: full names of the services to intercept
             ("tensorflow.serving.PredictionService", ...).
         metrics: the server's `observability.Metrics`.
+        max_request_seconds: the server's limit on a request's time.
     """
 
-    def __init__(self, services, metrics):
+    def __init__(self, services, metrics, max_request_seconds=60.0):
         self._prefixes = tuple(f"/{name}/" for name in services)
         self.metrics = metrics
+        self.max_request_seconds = max_request_seconds
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -61,13 +90,18 @@ class ServingInterceptor(grpc.ServerInterceptor):
             unary_unary=self._wrap(method.rsplit("/", 1)[1], handler.unary_unary))
 
     def _wrap(self, short, behavior):
-        metrics = self.metrics
+        metrics, limit = self.metrics, self.max_request_seconds
 
         def call(request, context):
             start = time.perf_counter()
             info = begin_call()
             code, message = grpc.StatusCode.OK, ""
+            remaining = remaining_seconds(context)
+            _deadline.value = time.monotonic() + (limit if remaining is None
+                                                  else min(remaining, limit))
             try:
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceededError("the deadline passed before the request ran")
                 if isinstance(request, _BadMessage):
                     raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"the request is not a valid {short} request message: "
@@ -80,6 +114,7 @@ class ServingInterceptor(grpc.ServerInterceptor):
                         "event": "internal_error", "method": short, **info}})
                 context.abort(code, message)
             finally:
+                _deadline.value = None
                 seconds = time.perf_counter() - start
                 model = info.get("model", "")
                 metrics.requests.labels(short, model, code.name).inc()

@@ -44,7 +44,7 @@ from keras_rnn.serving import batching, contract, translator_pb2_grpc, validatio
 from keras_rnn.serving import models as models_lib
 from keras_rnn.serving.config import ServerConfig
 from keras_rnn.serving.errors import ServingError, status_of  # noqa: F401 - re-exported
-from keras_rnn.serving.interceptor import ServingInterceptor
+from keras_rnn.serving.interceptor import ServingInterceptor, current_deadline
 from keras_rnn.serving.observability import Metrics, log, setup_logging  # noqa: F401
 from keras_rnn.serving.servicers import ModelServicer, PredictionServicer, TranslatorServicer
 
@@ -128,7 +128,8 @@ class Server:
             futures.ThreadPoolExecutor(max_workers=config.workers,
                                        thread_name_prefix="grpc-handler"),
             options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-            interceptors=[ServingInterceptor(SERVICES, self.metrics)])
+            interceptors=[ServingInterceptor(SERVICES, self.metrics,
+                                             max_request_seconds=config.max_request_seconds)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self),
@@ -262,14 +263,13 @@ class Server:
             servable: the `Servable` (held in flight by the caller).
             signature: signature key.
             inputs: dict of every input name -> NumPy array.
-            context: the gRPC context (its deadline is honoured).
+            context: the gRPC context (unused: the interceptor's
+                `current_deadline()` is the request's deadline).
 
         Returns:
             dict of output name -> NumPy array (padding trimmed).
         """
-        remaining = context.time_remaining() if context is not None else None
-        if remaining is not None and remaining <= 0:
-            raise batching.DeadlineExceededError("the deadline passed before the request ran")
+        deadline = current_deadline(self.config.max_request_seconds)
         batch_input = servable.batch_inputs.get(signature)
         if servable.batcher is None or batch_input is None:
             outputs = batching.trim_padding(servable.predict(signature, inputs))
@@ -277,10 +277,9 @@ class Server:
                                                                   if batch_input else 1)
         else:
             scalars = tuple(sorted((k, v.item()) for k, v in inputs.items() if k != batch_input))
-            deadline = time.monotonic() + remaining if remaining is not None else None
             pending = servable.batcher.submit((signature, scalars),
                                               list(inputs[batch_input]), deadline)
-            outputs = pending.result(timeout=remaining)
+            outputs = pending.result(timeout=max(0.0, deadline - time.monotonic()))
         if batch_input is not None:
             self.metrics.sentences.labels(servable.name).inc(len(inputs[batch_input]))
         return outputs
@@ -311,6 +310,7 @@ def config_from_args(args):
         num_batch_threads=args.num_batch_threads,
         max_request_sentences=args.max_request_sentences,
         max_sentence_chars=args.max_sentence_chars,
+        max_request_seconds=args.max_request_seconds,
         max_message_bytes=args.max_message_bytes, workers=args.workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs, metrics_port=args.metrics_port,
         metrics_host=args.metrics_host, tls_cert=args.tls_cert, tls_key=args.tls_key,
