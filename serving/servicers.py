@@ -154,6 +154,10 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
                     f"model {name!r} version {servable.version} has no {signature!r} "
                     "signature" + (" (no alignments)" if request.alignments else "")))
             info["sentences"] = len(request.sentences)
+            if len(request.sentences) > server.config.max_request_sentences:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                    f"{len(request.sentences)} sentences in one request; the limit is "
+                    f"{server.config.max_request_sentences} (max_request_sentences)"))
             sentences = np.array([s.encode("utf-8") for s in request.sentences], dtype=object)
             validation.check_sentences(sentences, server.config)
             inputs = dict(servable.defaults[signature])

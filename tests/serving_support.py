@@ -136,3 +136,39 @@ def rpc_code(function, *args, **kwargs):
     except grpc.RpcError as error:
         return error.code()
     return grpc.StatusCode.OK
+
+
+def rss_bytes():
+    """This process's resident memory now (Linux), in bytes."""
+    import os
+
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRss:
+    """Samples this process's RSS every few milliseconds in a thread:
+    `with PeakRss() as peak: ...; peak.growth` is the highest RSS seen above
+    the RSS at the start (the servers of these tests run in process)."""
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def growth(self):
+        return self.peak - self.start
