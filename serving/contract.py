@@ -86,9 +86,9 @@ def _check_tensors(where, kind, actual, expected):
     missing = sorted(set(expected) - set(actual))
     extra = sorted(set(actual) - set(expected))
     if missing:
-        problems.append(f"{where} has no {kind} {', '.join(missing)}")
+        problems.append(f"{where} has no {kind} {', '.join(map(repr, missing))}")
     if extra:
-        problems.append(f"{where} has unexpected {kind} {', '.join(extra)}")
+        problems.append(f"{where} has unexpected {kind} {', '.join(map(repr, extra))}")
     for name in sorted(set(expected) & set(actual)):
         info = actual[name]
         rank = None if info.tensor_shape.unknown_rank else len(info.tensor_shape.dim)

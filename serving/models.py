@@ -42,6 +42,8 @@ MAX_WARMUP_RECORDS = 1000
 
 # tensorflow.serving.ModelVersionStatus.State values.
 START, LOADING, AVAILABLE, UNLOADING, END = 10, 20, 30, 40, 50
+# Status codes (google.rpc.Code) of a version that did not load.
+UNKNOWN, FAILED_PRECONDITION = 2, 9
 
 
 class ModelNotFoundError(LookupError):
@@ -50,6 +52,10 @@ class ModelNotFoundError(LookupError):
 
 class ModelUnavailableError(RuntimeError):
     """The model exists but no version of it is loaded yet (UNAVAILABLE)."""
+
+
+class ContractError(ValueError):
+    """A version's signatures do not keep the serving contract (`contract.py`)."""
 
 
 @dataclasses.dataclass
@@ -76,6 +82,12 @@ class Servable:
         name: model name.
         version: integer version.
         path: the version directory.
+        check: optional `check(signature_defs)` -> list of problems, run on
+            the parsed `saved_model.pb` before the graph is loaded
+            (`contract.check_signature_defs`).
+
+    Raises:
+        ContractError: `check` found problems.
 
     Attributes:
         signature_defs: dict of signature key -> `SignatureDef` proto (with
@@ -85,7 +97,7 @@ class Servable:
         batcher: the version's `Batcher` (set by the server), or None.
     """
 
-    def __init__(self, name, version, path):
+    def __init__(self, name, version, path, check=None):
         import tensorflow as tf
         from tensorflow.python.saved_model import loader_impl
 
@@ -96,6 +108,9 @@ class Servable:
         saved_model = loader_impl.parse_saved_model(str(self.path))
         self.signature_defs = dict(saved_model.meta_graphs[0].signature_def)
         self.signature_defs.pop("__saved_model_init_op", None)
+        problems = check(self.signature_defs) if check is not None else []
+        if problems:
+            raise ContractError("does not keep the serving contract: " + "; ".join(problems))
         metadata_path = self.path / METADATA_FILE
         self.metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
         self._loaded = _load_saved_model(tf, self.path)
@@ -262,15 +277,21 @@ class ModelManager:
             and warmed up, before it is published (the server attaches its
             batcher there).
         warmup: replay warm-up requests before publishing a version.
+        check: `check(signature_defs)` -> problems; a version with problems
+            is refused (reported END with FAILED_PRECONDITION and its
+            problems, logged once) and the served version stays. Default:
+            the translator contract, `contract.check_signature_defs`.
     """
 
-    def __init__(self, models, policy="latest", on_load=None, warmup=True):
+    def __init__(self, models, policy="latest", on_load=None, warmup=True,
+                 check=contract.check_signature_defs):
         if policy not in ("latest", "all"):
             raise ValueError(f"version policy must be 'latest' or 'all'; got {policy!r}")
         self.models = {name: Path(path) for name, path in models.items()}
         self.policy = policy
         self._on_load = on_load
         self._warmup = warmup
+        self._check = check
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
         self._served = {name: {} for name in self.models}  # name -> {version: Servable}
@@ -432,7 +453,7 @@ class ModelManager:
             self._status[name][version] = VersionStatus(version, LOADING)
         start = time.perf_counter()
         try:
-            servable = Servable(name, version, path)
+            servable = Servable(name, version, path, check=self._check)
             warmed = servable.warm_up() if self._warmup else 0
             if self._on_load is not None:
                 self._on_load(servable)
@@ -440,11 +461,15 @@ class ModelManager:
             self._failed[key] = fingerprint
             message = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}" \
                 if str(error).strip() else type(error).__name__
+            refused = isinstance(error, ContractError)
             with self._lock:
-                self._status[name][version] = VersionStatus(version, END, 2, message)
-            log.error("version failed to load", extra={"fields": {
-                "event": "version_load_failed", "model": name, "version": version,
-                "path": str(path), "error": message}})
+                self._status[name][version] = VersionStatus(
+                    version, END, FAILED_PRECONDITION if refused else UNKNOWN, message)
+            log.error("version refused" if refused else "version failed to load",
+                      extra={"fields": {
+                          "event": "version_refused" if refused else "version_load_failed",
+                          "model": name, "version": version, "path": str(path),
+                          "error": message}})
             return None
         self._failed.pop(key, None)
         with self._lock:

@@ -2,6 +2,9 @@
 versions.
 """
 
+import io
+import json
+import logging
 import os
 import shutil
 import threading
@@ -96,3 +99,90 @@ def test_hot_reload_under_load_and_a_corrupt_version(tmp_path, fake_versions):
     assert all(v == 2 for t, v, _ in seen if t > first_v2 + 1.0)
     assert switched <= first_v2
     assert seen[-1][1] == 2
+
+
+def build_foreign_model(version_dir):
+    """A SavedModel whose `serving_default` is not a translator: float `x` in,
+    float `y` out."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(lambda x: {"y": 2.0 * x},
+                               input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+    return version_dir
+
+
+def model_status(channel, name="fake"):
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = name
+    response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+        request, timeout=10)
+    return {s.version: s for s in response.model_version_status}
+
+
+def wait_for(predicate, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@needs_tensorflow
+def test_a_version_that_breaks_the_contract_is_refused(tmp_path, fake_versions):
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    from keras_rnn.serving.server import setup_logging
+
+    foreign = build_foreign_model(tmp_path / "foreign")
+    base = make_base(tmp_path, fake_versions)
+    stream = io.StringIO()
+    setup_logging("INFO", stream)
+    server = start_server(base, poll_seconds=0.1)
+    try:
+        copy_version(foreign, base / "fake" / "2")
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            wait_for(lambda: 2 in model_status(channel) and model_status(channel)[2].state ==
+                     get_model_status_pb2.ModelVersionStatus.END, "version 2 refused")
+            time.sleep(0.5)  # a few more polls: refused once, not retried
+            states = model_status(channel)
+            assert states[1].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            refused = states[2].status
+            assert refused.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+            assert "contract" in refused.error_message and "'inputs'" in \
+                refused.error_message, refused.error_message
+            response = stub(channel).Predict(predict_request(["Hallo"]), timeout=10)
+            assert response.model_spec.version.value == 1
+            assert outputs_of(response)["translations"][0, 0] == b"v1:ollaH"
+    finally:
+        server.stop(grace=1)
+        logging.getLogger("keras_rnn.serving").handlers.clear()
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refusals = [e for e in entries if e["event"] == "version_refused"]
+    assert len(refusals) == 1 and refusals[0]["version"] == 2, refusals
+    assert not [e for e in entries if e["event"] in ("version_loaded", "version_published")
+                and e.get("version") == 2]
+
+
+@needs_tensorflow
+def test_the_contract_check_accepts_the_fake_and_names_what_is_wrong(fake_versions):
+    from tensorflow.python.saved_model import loader_impl
+
+    from keras_rnn.serving import contract
+
+    def signatures(path):
+        return dict(loader_impl.parse_saved_model(str(path)).meta_graphs[0].signature_def)
+
+    good = signatures(fake_versions[1])
+    assert contract.check_signature_defs(good) == []
+    broken = {key: type(sig).FromString(sig.SerializeToString()) for key, sig in good.items()}
+    broken[contract.ALIGNMENTS_SIGNATURE].outputs["scores"].dtype = contract.DT_STRING
+    del broken[contract.DEFAULT_SIGNATURE].inputs["n_best"]
+    problems = contract.check_signature_defs(broken)
+    assert any("'scores'" in p and "float32" in p for p in problems), problems
+    assert any("n_best" in p for p in problems), problems
+    assert contract.check_signature_defs({}) == [
+        "no 'serving_default' signature (signatures: )"]
