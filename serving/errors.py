@@ -11,7 +11,6 @@ megabyte name cannot make the status (sent as metadata) or a log line huge.
 import grpc
 
 from keras_rnn.serving import batching
-from keras_rnn.serving import models as models_lib
 
 MAX_NAME_CHARS = 100  # of a client-supplied name echoed in a message
 MAX_MESSAGE_CHARS = 1000  # of a status message
@@ -23,6 +22,18 @@ class ServingError(Exception):
     def __init__(self, code, message):
         super().__init__(message)
         self.code = code
+
+
+class ModelNotFoundError(LookupError):
+    """No such model or version is served (gRPC NOT_FOUND)."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model exists but no version of it is loaded yet (UNAVAILABLE)."""
+
+
+class ContractError(ValueError):
+    """A version's signatures do not keep the serving contract (`contract.py`)."""
 
 
 def bounded(name, limit=MAX_NAME_CHARS):
@@ -46,9 +57,9 @@ def status_of(error):
 
     if isinstance(error, ServingError):
         return error.code, _cut(str(error))
-    if isinstance(error, models_lib.ModelNotFoundError):
+    if isinstance(error, ModelNotFoundError):
         return grpc.StatusCode.NOT_FOUND, _cut(str(error))
-    if isinstance(error, models_lib.ModelUnavailableError):
+    if isinstance(error, ModelUnavailableError):
         return grpc.StatusCode.UNAVAILABLE, _cut(str(error))
     if isinstance(error, batching.QueueFullError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, _cut(str(error))

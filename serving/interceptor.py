@@ -12,6 +12,10 @@ through untouched) it
   deadline already passed gets DEADLINE_EXCEEDED;
 - parses the request itself, so an unparseable one gets INVALID_ARGUMENT
   (gRPC's own parser answers INTERNAL);
+- refuses a response larger than `max_message_bytes` with
+  RESOURCE_EXHAUSTED (gRPC would fail it in transport, after the RPC was
+  counted OK; the limit is the server's `--max-message-bytes`, the default
+  receive limit of gRPC clients too);
 - maps any exception the servicer raises to a status code
   (`errors.status_of`), logging INTERNAL ones with their traceback;
 - counts the RPC in the Prometheus metrics (requests, errors, latency) and
@@ -72,12 +76,15 @@ class ServingInterceptor(grpc.ServerInterceptor):
             ("tensorflow.serving.PredictionService", ...).
         metrics: the server's `observability.Metrics`.
         max_request_seconds: the server's limit on a request's time.
+        max_message_bytes: the largest response sent.
     """
 
-    def __init__(self, services, metrics, max_request_seconds=60.0):
+    def __init__(self, services, metrics, max_request_seconds=60.0,
+                 max_message_bytes=4 * 1024 * 1024):
         self._prefixes = tuple(f"/{name}/" for name in services)
         self.metrics = metrics
         self.max_request_seconds = max_request_seconds
+        self.max_message_bytes = max_message_bytes
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -90,7 +97,7 @@ class ServingInterceptor(grpc.ServerInterceptor):
             unary_unary=self._wrap(method.rsplit("/", 1)[1], handler.unary_unary))
 
     def _wrap(self, short, behavior):
-        metrics, limit = self.metrics, self.max_request_seconds
+        metrics, limit, max_bytes = self.metrics, self.max_request_seconds, self.max_message_bytes
 
         def call(request, context):
             start = time.perf_counter()
@@ -106,7 +113,13 @@ class ServingInterceptor(grpc.ServerInterceptor):
                     raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"the request is not a valid {short} request message: "
                                        f"{request.error}")
-                return behavior(request, context)
+                response = behavior(request, context)
+                size = response.ByteSize()
+                if size > max_bytes:
+                    raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, (
+                        f"the response has {size} bytes; the limit is {max_bytes} "
+                        "(max_message_bytes): ask for fewer sentences or outputs"))
+                return response
             except Exception as error:  # noqa: BLE001 - every error becomes a status
                 code, message = status_of(error)
                 if code == grpc.StatusCode.INTERNAL:

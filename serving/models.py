@@ -33,6 +33,8 @@ import numpy as np
 
 from keras_rnn.serving import contract
 from keras_rnn.serving.contract import METADATA_DEFAULTS
+from keras_rnn.serving.errors import (  # noqa: F401 - raised here, re-exported
+    ContractError, ModelNotFoundError, ModelUnavailableError, bounded)
 
 log = logging.getLogger("keras_rnn.serving")
 
@@ -44,18 +46,6 @@ MAX_WARMUP_RECORDS = 1000
 START, LOADING, AVAILABLE, UNLOADING, END = 10, 20, 30, 40, 50
 # Status codes (google.rpc.Code) of a version that did not load.
 UNKNOWN, FAILED_PRECONDITION = 2, 9
-
-
-class ModelNotFoundError(LookupError):
-    """No such model or version is served (gRPC NOT_FOUND)."""
-
-
-class ModelUnavailableError(RuntimeError):
-    """The model exists but no version of it is loaded yet (UNAVAILABLE)."""
-
-
-class ContractError(ValueError):
-    """A version's signatures do not keep the serving contract (`contract.py`)."""
 
 
 @dataclasses.dataclass
@@ -334,7 +324,7 @@ class ModelManager:
         """
         with self._lock:
             if name not in self.models:
-                raise ModelNotFoundError(f"model {name!r} is not served "
+                raise ModelNotFoundError(f"model {bounded(name)} is not served "
                                          f"(served: {', '.join(self.model_names())})")
             statuses = self._status[name]
             if version is not None:
@@ -357,7 +347,7 @@ class ModelManager:
                 f"model_spec.name is empty and the server serves {len(self.models)} "
                 f"models ({', '.join(self.model_names())}); name one")
         if name not in self.models:
-            raise ModelNotFoundError(f"model {name!r} is not served "
+            raise ModelNotFoundError(f"model {bounded(name)} is not served "
                                      f"(served: {', '.join(self.model_names())})")
         return name
 

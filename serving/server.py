@@ -129,7 +129,8 @@ class Server:
                                        thread_name_prefix="grpc-handler"),
             options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs,
             interceptors=[ServingInterceptor(SERVICES, self.metrics,
-                                             max_request_seconds=config.max_request_seconds)])
+                                             max_request_seconds=config.max_request_seconds,
+                                             max_message_bytes=config.max_message_bytes)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self),

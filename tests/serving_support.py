@@ -138,6 +138,17 @@ def rpc_code(function, *args, **kwargs):
     return grpc.StatusCode.OK
 
 
+def rpc_details(function, *args, **kwargs):
+    """(status code, details) of a call; (OK, "") when it succeeds."""
+    import grpc
+
+    try:
+        function(*args, **kwargs)
+    except grpc.RpcError as error:
+        return error.code(), error.details()
+    return grpc.StatusCode.OK, ""
+
+
 def rss_bytes():
     """This process's resident memory now (Linux), in bytes."""
     import os

@@ -12,6 +12,7 @@ from tests.serving_support import (  # noqa: F401 - fixtures
     PeakRss,
     predict_request,
     rpc_code,
+    rpc_details,
     server,
     stub)
 
@@ -126,16 +127,6 @@ def test_fuzzed_request_bytes_never_crash_the_server(server, channel):
     assert grpc.StatusCode.INVALID_ARGUMENT in seen
 
 
-def _details(function, *args, **kwargs):
-    import grpc
-
-    try:
-        function(*args, **kwargs)
-    except grpc.RpcError as error:
-        return error.code(), error.details()
-    return grpc.StatusCode.OK, ""
-
-
 @needs_tensorflow
 def test_a_request_declaring_a_huge_shape_is_rejected_before_it_is_materialized(
         server, channel):
@@ -152,7 +143,7 @@ def test_a_request_declaring_a_huge_shape_is_rejected_before_it_is_materialized(
     tensor.string_val.append(b"x")
     assert request.ByteSize() < 40
     with PeakRss() as peak:
-        code, details = _details(stub(channel).Predict, request, timeout=60)
+        code, details = rpc_details(stub(channel).Predict, request, timeout=60)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "'inputs'" in details and "100000000" in details and "max_request_sentences" \
         in details, details
@@ -204,7 +195,7 @@ def test_declared_shapes_must_match_the_values(server, channel):
              ("beam_size", odd_content, "multiple of 4"),
              ("inputs", long_string, "max_sentence_chars")]
     for name, build, words in cases:
-        code, details = _details(stub(channel).Predict, request_with(name, build), timeout=10)
+        code, details = rpc_details(stub(channel).Predict, request_with(name, build), timeout=10)
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (build.__name__, code, details)
         assert f"'{name}'" in details and words in details, (build.__name__, details)
     assert stub(channel).Predict(predict_request(["Hallo"]), timeout=10).outputs
