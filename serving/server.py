@@ -80,23 +80,18 @@ class Server:
         # Process-wide; before any signature runs.
         tf.config.optimizer.set_experimental_options(
             {"disable_meta_optimizer": not config.graph_optimizations})
+        # The base directory may be missing or empty: it is polled until a
+        # model folder with a complete version appears (as TensorFlow Serving).
         models = {}
-        if config.model_base_dir:
-            base = Path(config.model_base_dir)
-            if not base.is_dir():
-                raise FileNotFoundError(f"model base directory {base} does not exist")
-            models.update({p.name: p for p in sorted(base.iterdir())
-                           if p.is_dir() and not p.name.startswith(".")})
         for name, path in config.models.items():
             if not Path(path).is_dir():
                 raise FileNotFoundError(f"model {name!r}: directory {path} does not exist")
             models[name] = Path(path)
-        if not models:
-            raise FileNotFoundError(f"no model directories in {config.model_base_dir}")
         self.metrics = Metrics()
         self.manager = models_lib.ModelManager(
             models, policy=config.versions, on_load=self._attach,
-            warmup=config.warmup)
+            warmup=config.warmup, base_dir=config.model_base_dir)
+        self._serving = False
         self.port = None
         self.metrics_port = None
         self._grpc = None
@@ -170,9 +165,21 @@ class Server:
     def _update_health(self):
         from grpc_health.v1 import health_pb2
 
-        if self.manager.ready() and not self._ready.is_set():
+        ready = self.manager.ready()
+        if ready != self._serving:
+            # SERVING while every model serves a version, NOT_SERVING while
+            # none was found yet or one has no version (logged per change).
+            self._serving = ready
+            status = (health_pb2.HealthCheckResponse.SERVING if ready
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
             for service in ("",) + SERVICES:
-                self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+                self._health.set(service, status)
+            if self._ready.is_set():
+                log.info("health", extra={"fields": {
+                    "event": "health", "status": "SERVING" if ready else "NOT_SERVING",
+                    "models": {n: self.manager.served_versions(n)
+                               for n in self.manager.model_names()}}})
+        if ready and not self._ready.is_set():
             self.ready_seconds = time.perf_counter() - self._started
             self._ready.set()
             log.info("server ready", extra={"fields": {

@@ -17,6 +17,7 @@ from tests.serving_support import (  # noqa: F401 - fixtures
     needs_tensorflow,
     outputs_of,
     predict_request,
+    rpc_code,
     start_server,
     stub)
 
@@ -186,3 +187,120 @@ def test_the_contract_check_accepts_the_fake_and_names_what_is_wrong(fake_versio
     assert any("n_best" in p for p in problems), problems
     assert contract.check_signature_defs({}) == [
         "no 'serving_default' signature (signatures: )"]
+
+
+def health_status(channel):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                         timeout=10)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+@needs_tensorflow
+def test_a_removed_version_is_unloaded_and_the_newest_remaining_serves(tmp_path,
+                                                                       fake_versions):
+    """Deleting the serving version's directory unloads it (after its
+    in-flight requests) and reloads the newest remaining version first, so
+    clients see no error; the deleted version is no longer reported."""
+    import grpc
+
+    base = make_base(tmp_path, fake_versions, versions=(1, 2))
+    server = start_server(base, poll_seconds=0.1)
+    stop, errors, seen = threading.Event(), [], []
+
+    def client():
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            while not stop.is_set():
+                try:
+                    response = stub(channel).Predict(predict_request(["Hallo"]), timeout=10)
+                except grpc.RpcError as error:
+                    errors.append((error.code(), error.details()))
+                    continue
+                seen.append((response.model_spec.version.value,
+                             outputs_of(response)["translations"][0, 0]))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            wait_for(lambda: len(seen) > 10, "first responses")
+            assert {v for v, _ in seen} == {2}
+            shutil.rmtree(base / "fake" / "2")
+            wait_for(lambda: seen[-1][0] == 1, "version 1 answering")
+            wait_for(lambda: sorted(model_status(channel)) == [1], "version 2 forgotten")
+            count = len(seen)
+            wait_for(lambda: len(seen) > count + 10, "more responses")
+            assert health_status(channel) == "SERVING"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        server.stop(grace=1)
+    assert not errors, errors[:5]
+    assert all(text == f"v{v}:ollaH".encode() for v, text in seen)
+    first_v1 = seen.index(next(s for s in seen if s[0] == 1))
+    assert all(v == 1 for v, _ in seen[first_v1 + 5:])
+
+
+@needs_tensorflow
+def test_a_version_that_failed_while_being_copied_loads_once_complete(tmp_path,
+                                                                      fake_versions):
+    """A version copied in place file by file fails to load while its
+    variables are missing; it is retried when any of its files changes."""
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    base = make_base(tmp_path, fake_versions)
+    server = start_server(base, poll_seconds=0.1)
+    try:
+        version_dir = base / "fake" / "2"
+        version_dir.mkdir()
+        shutil.copy2(fake_versions[2] / "saved_model.pb", version_dir / "saved_model.pb")
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            wait_for(lambda: 2 in model_status(channel) and model_status(channel)[2].state ==
+                     get_model_status_pb2.ModelVersionStatus.END, "version 2 failing")
+            assert model_status(channel)[2].status.error_message
+            shutil.copytree(fake_versions[2], version_dir, dirs_exist_ok=True)
+            wait_for(lambda: stub(channel).Predict(predict_request(["Hallo"]), timeout=10)
+                     .model_spec.version.value == 2, "version 2 serving")
+            assert model_status(channel)[2].state == \
+                get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    finally:
+        server.stop(grace=1)
+
+
+@needs_tensorflow
+def test_a_missing_base_directory_is_polled_until_a_version_appears(tmp_path, fake_versions):
+    """As TensorFlow Serving: no model yet is NOT_SERVING and NOT_FOUND, a
+    model folder without a complete version is not advertised, and the
+    first complete version is served."""
+    import grpc
+
+    from keras_rnn.serving.server import Server, ServerConfig
+
+    base = tmp_path / "models"
+    server = Server(ServerConfig(model_base_dir=str(base), port=0, poll_seconds=0.1))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            time.sleep(0.3)
+            assert health_status(channel) == "NOT_SERVING"
+            assert rpc_code(stub(channel).Predict, predict_request(["Hallo"]),
+                            timeout=10) == grpc.StatusCode.NOT_FOUND
+            (base / "fake" / "1").mkdir(parents=True)  # no saved_model.pb yet
+            (base / "fake" / ".2.tmp-partial").mkdir()
+            time.sleep(0.3)
+            assert server.manager.model_names() == []
+            assert health_status(channel) == "NOT_SERVING"
+            assert rpc_code(stub(channel).Predict, predict_request(["Hallo"]),
+                            timeout=10) == grpc.StatusCode.NOT_FOUND
+            copy_version(fake_versions[2], base / "fake" / "2")
+            server.wait_until_ready(timeout=30)
+            assert health_status(channel) == "SERVING"
+            response = stub(channel).Predict(predict_request(["Hallo"]), timeout=10)
+            assert response.model_spec.version.value == 2
+            assert outputs_of(response)["translations"][0, 0] == b"v2:ollaH"
+    finally:
+        server.stop(grace=1)
