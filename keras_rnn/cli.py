@@ -194,6 +194,10 @@ def add_serve_arguments(parser):
                      help="address to listen on (default: %(default)s; 0.0.0.0 = all)")
     net.add_argument("--port", type=int, default=defaults.port,
                      help="gRPC port, 0 = any free port (default: %(default)s)")
+    net.add_argument("--rest-api-port", "--rest_api_port", dest="rest_api_port", type=int,
+                     default=defaults.rest_api_port,
+                     help="TensorFlow Serving's REST API (POST /v1/models/NAME:predict) on "
+                          "this port, 0 = off (default: %(default)s)")
     net.add_argument("--workers", type=int, default=defaults.workers,
                      help="gRPC handler threads (default: %(default)s)")
     net.add_argument("--max-concurrent-rpcs", type=int, default=defaults.max_concurrent_rpcs,

@@ -34,6 +34,8 @@ class ServerConfig:
         workers: gRPC handler threads.
         max_concurrent_rpcs: RPCs in progress before RESOURCE_EXHAUSTED.
         metrics_port: Prometheus HTTP port (0: no metrics endpoint).
+        rest_api_port: TensorFlow Serving's REST API port (0: off), on
+            `host`, with the same TLS settings as gRPC.
         metrics_host: address of the metrics endpoint.
         tls_cert, tls_key: PEM server certificate chain and key (TLS on).
         tls_client_ca: PEM CA that client certificates must chain to
@@ -66,6 +68,7 @@ class ServerConfig:
     workers: int = 64
     max_concurrent_rpcs: int = 256
     metrics_port: int = 0
+    rest_api_port: int = 0
     metrics_host: str = "127.0.0.1"
     tls_cert: str = None
     tls_key: str = None

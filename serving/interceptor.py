@@ -97,46 +97,52 @@ class ServingInterceptor(grpc.ServerInterceptor):
             unary_unary=self._wrap(method.rsplit("/", 1)[1], handler.unary_unary))
 
     def _wrap(self, short, behavior):
-        metrics, limit, max_bytes = self.metrics, self.max_request_seconds, self.max_message_bytes
-
         def call(request, context):
-            start = time.perf_counter()
-            info = begin_call()
-            code, message = grpc.StatusCode.OK, ""
-            remaining = remaining_seconds(context)
-            _deadline.value = time.monotonic() + (limit if remaining is None
-                                                  else min(remaining, limit))
-            try:
-                if remaining is not None and remaining <= 0:
-                    raise DeadlineExceededError("the deadline passed before the request ran")
-                if isinstance(request, _BadMessage):
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       f"the request is not a valid {short} request message: "
-                                       f"{request.error}")
-                response = behavior(request, context)
-                size = response.ByteSize()
-                if size > max_bytes:
-                    raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, (
-                        f"the response has {size} bytes; the limit is {max_bytes} "
-                        "(max_message_bytes): ask for fewer sentences or outputs"))
-                return response
-            except Exception as error:  # noqa: BLE001 - every error becomes a status
-                code, message = status_of(error)
-                if code == grpc.StatusCode.INTERNAL:
-                    log.exception("internal error", extra={"fields": {
-                        "event": "internal_error", "method": short, **info}})
-                context.abort(code, message)
-            finally:
-                _deadline.value = None
-                seconds = time.perf_counter() - start
-                model = info.get("model", "")
-                metrics.requests.labels(short, model, code.name).inc()
-                metrics.latency.labels(short, model).observe(seconds)
-                if code != grpc.StatusCode.OK:
-                    metrics.errors.labels(short, model, code.name).inc()
-                log.info("request", extra={"fields": {
-                    "event": "request", "method": short, **info, "code": code.name,
-                    "latency_ms": round(1000 * seconds, 2),
-                    **({"error": message} if message else {})}})
+            return self.handle(short, behavior, request, context)
 
         return call
+
+    def handle(self, short, behavior, request, context, api="grpc"):
+        """Runs `behavior(request, context)` as one accounted RPC: its
+        deadline, its status (`context.abort(code, message)` on errors),
+        metrics and log line. The REST API (`rest.py`) calls it too."""
+        metrics, limit, max_bytes = self.metrics, self.max_request_seconds, self.max_message_bytes
+        start = time.perf_counter()
+        info = begin_call()
+        code, message = grpc.StatusCode.OK, ""
+        remaining = remaining_seconds(context)
+        _deadline.value = time.monotonic() + (limit if remaining is None
+                                              else min(remaining, limit))
+        try:
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceededError("the deadline passed before the request ran")
+            if isinstance(request, _BadMessage):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"the request is not a valid {short} request message: "
+                                   f"{request.error}")
+            response = behavior(request, context)
+            size = response.ByteSize()
+            if size > max_bytes:
+                raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, (
+                    f"the response has {size} bytes; the limit is {max_bytes} "
+                    "(max_message_bytes): ask for fewer sentences or outputs"))
+            return response
+        except Exception as error:  # noqa: BLE001 - every error becomes a status
+            code, message = status_of(error)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("internal error", extra={"fields": {
+                    "event": "internal_error", "method": short, **info}})
+            context.abort(code, message)
+        finally:
+            _deadline.value = None
+            seconds = time.perf_counter() - start
+            model = info.get("model", "")
+            metrics.requests.labels(short, model, code.name).inc()
+            metrics.latency.labels(short, model).observe(seconds)
+            if code != grpc.StatusCode.OK:
+                metrics.errors.labels(short, model, code.name).inc()
+            log.info("request", extra={"fields": {
+                "event": "request", "method": short, **info, "code": code.name,
+                "latency_ms": round(1000 * seconds, 2),
+                **({"api": api} if api != "grpc" else {}),
+                **({"error": message} if message else {})}})

@@ -94,6 +94,8 @@ class Server:
         self._serving = False
         self.port = None
         self.metrics_port = None
+        self.rest_api_port = None
+        self._rest = None
         self._grpc = None
         self._health = None
         self._ready = threading.Event()
@@ -116,6 +118,10 @@ class Server:
 
         self._started = time.perf_counter()
         config = self.config
+        self._interceptor = ServingInterceptor(
+            SERVICES, self.metrics, max_request_seconds=config.max_request_seconds,
+            max_message_bytes=config.max_message_bytes)
+        self._prediction, self._model = PredictionServicer(self), ModelServicer(self)
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -123,13 +129,10 @@ class Server:
             futures.ThreadPoolExecutor(max_workers=config.workers,
                                        thread_name_prefix="grpc-handler"),
             options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-            interceptors=[ServingInterceptor(SERVICES, self.metrics,
-                                             max_request_seconds=config.max_request_seconds,
-                                             max_message_bytes=config.max_message_bytes)])
+            interceptors=[self._interceptor])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self),
-                                                                  self._grpc)
+            self._prediction, self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self._model, self._grpc)
         translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(self),
                                                              self._grpc)
         self._health = health.HealthServicer(experimental_non_blocking=True)
@@ -154,12 +157,21 @@ class Server:
         self._grpc.start()
         if config.metrics_port:
             self.metrics_port = self.metrics.serve(config.metrics_host, config.metrics_port)
+        if config.rest_api_port:
+            from keras_rnn.serving.rest import RestApi, RestServer
+
+            self._rest = RestServer(
+                RestApi(self, self._interceptor, self._prediction, self._model),
+                config.host, config.rest_api_port, tls_cert=config.tls_cert,
+                tls_key=config.tls_key, tls_client_ca=config.tls_client_ca)
+            self.rest_api_port = self._rest.port
         self.manager.start_polling(config.poll_seconds, first=True,
                                    after_poll=self._update_health)
         log.info("server started", extra={"fields": {
             "event": "server_started", "address": f"{config.host}:{port}",
             "tls": bool(config.tls_cert), "mutual_tls": bool(config.tls_client_ca),
-            "metrics_port": self.metrics_port, "models": self.manager.model_names()}})
+            "metrics_port": self.metrics_port, "rest_api_port": self.rest_api_port,
+            "models": self.manager.model_names()}})
         return port
 
     def _update_health(self):
@@ -222,6 +234,9 @@ class Server:
         log.info("server stopping", extra={"fields": {"event": "server_stopping",
                                                       "grace_s": grace}})
         self._health.enter_graceful_shutdown()
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
         self._grpc.stop(grace).wait()
         self.manager.stop(timeout=grace)
         self.metrics.close()
@@ -321,6 +336,7 @@ def config_from_args(args):
         max_request_seconds=args.max_request_seconds,
         max_message_bytes=args.max_message_bytes, workers=args.workers,
         max_concurrent_rpcs=args.max_concurrent_rpcs, metrics_port=args.metrics_port,
+        rest_api_port=args.rest_api_port,
         metrics_host=args.metrics_host, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, warmup=not args.no_warmup,
         graph_optimizations=args.graph_optimizations)
@@ -357,6 +373,9 @@ def run_serve(args):
             print(server.ready_message(), flush=True)
             if server.metrics_port:
                 print(f"metrics on http://{args.metrics_host}:{server.metrics_port}/metrics",
+                      flush=True)
+            if server.rest_api_port:
+                print(f"REST API on http://{args.host}:{server.rest_api_port}/v1/models/",
                       flush=True)
         while not stop.wait(0.5):
             pass
