@@ -318,10 +318,23 @@ class RestApi:
 
 class _QuietHandler(WSGIRequestHandler):
     """Werkzeug's handler without its per-request access log (the server
-    writes one JSON line per request)."""
+    writes one JSON line per request), and with a socket timeout so an idle
+    connection does not hold its thread forever."""
+
+    timeout = 60
 
     def log_request(self, code="-", size="-"):
         pass
+
+
+class _LazyHandshakeContext(ssl.SSLContext):
+    """Defers each connection's TLS handshake to its own thread (the first
+    read): done in `accept`, one client that never sends a ClientHello
+    would stall every other connection."""
+
+    def wrap_socket(self, sock, *args, **kwargs):
+        kwargs["do_handshake_on_connect"] = False
+        return super().wrap_socket(sock, *args, **kwargs)
 
 
 class RestServer:
@@ -336,7 +349,7 @@ class RestServer:
     def __init__(self, app, host, port, tls_cert=None, tls_key=None, tls_client_ca=None):
         context = None
         if tls_cert:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context = _LazyHandshakeContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(tls_cert, tls_key)
             if tls_client_ca:
                 context.load_verify_locations(tls_client_ca)

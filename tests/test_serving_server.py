@@ -6,18 +6,24 @@ import datetime
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 import pytest
 
 from tests.serving_support import (  # noqa: F401 - fixtures
     expected,
     fake_versions,
+    free_port,
     make_base,
     needs_tensorflow,
     outputs_of,
@@ -126,7 +132,7 @@ def test_mutual_tls(tmp_path, fake_versions):
     _certificates(certs)
     server = start_server(make_base(tmp_path, fake_versions),
                           tls_cert=str(certs / "server.pem"), tls_key=str(certs / "server.key"),
-                          tls_client_ca=str(certs / "ca.pem"))
+                          tls_client_ca=str(certs / "ca.pem"), rest_api_port=free_port())
     target = f"localhost:{server.port}"
     try:
         with TranslatorClient(target, timeout=10, tls_ca=certs / "ca.pem",
@@ -142,6 +148,21 @@ def test_mutual_tls(tmp_path, fake_versions):
                 assert rpc_code(client.translate, ["Hallo"]) == grpc.StatusCode.UNAVAILABLE
         with TranslatorClient(target, timeout=5) as plaintext:
             assert rpc_code(plaintext.translate, ["Hallo"]) == grpc.StatusCode.UNAVAILABLE
+        # The REST API shares the TLS settings: a client certificate is required.
+        url = f"https://localhost:{server.rest_api_port}/v1/models/fake:predict"
+        body = json.dumps({"instances": ["Hallo"]}).encode()
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        context.load_cert_chain(str(certs / "client.pem"), str(certs / "client.key"))
+        stalled = socket.create_connection(("127.0.0.1", server.rest_api_port))  # no hello
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10,
+                                    context=context) as response:
+            assert json.loads(response.read())["predictions"][0]["translations"] == \
+                ["v1:ollaH"]
+        anonymous = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=10,
+                                   context=anonymous).read()
+        stalled.close()
     finally:
         server.stop(grace=1)
 
