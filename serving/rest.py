@@ -130,8 +130,10 @@ class RestApi:
     """The REST API as a WSGI application over a `Server`'s servicers.
 
     Args:
-        server: the `Server` (its manager, config and servicers).
-        interceptor: its `ServingInterceptor` (accounting).
+        server: the `Server` (its model manager and config).
+        interceptor: its `ServingInterceptor` (deadlines, status codes,
+            metrics, log lines).
+        prediction, model: its `PredictionServicer` and `ModelServicer`.
     """
 
     def __init__(self, server, interceptor, prediction, model):
