@@ -35,8 +35,8 @@ def require(extra):
         extra: a key of `EXTRAS` ("training" or "serving").
     """
     for module, package in EXTRAS[extra].items():
-        if module in sys.modules:  # imported already (find_spec fails on some, e.g. TF Text)
-            continue
+        if module in sys.modules:  # imported already (find_spec raises ValueError
+            continue               # for modules whose __spec__ is None: tensorflow_text)
         try:
             found = importlib.util.find_spec(module) is not None
         except ImportError:  # a missing parent package ("google" of google.protobuf)

@@ -227,6 +227,10 @@ def add_serve_arguments(parser):
                      help="address to listen on (default: %(default)s; 0.0.0.0 = all)")
     net.add_argument("--port", type=int, default=defaults.port,
                      help="gRPC port, 0 = any free port (default: %(default)s)")
+    net.add_argument("--rest-api-port", "--rest_api_port", dest="rest_api_port", type=int,
+                     default=defaults.rest_api_port,
+                     help="TensorFlow Serving's REST API (POST /v1/models/NAME:predict) on "
+                          "this port, 0 = off (default: %(default)s)")
     net.add_argument("--workers", type=int, default=defaults.workers,
                      help="gRPC handler threads (default: %(default)s)")
     net.add_argument("--max-concurrent-rpcs", type=int, default=defaults.max_concurrent_rpcs,
@@ -261,6 +265,10 @@ def add_serve_arguments(parser):
                        help="most sentences in one request (default: %(default)s)")
     batch.add_argument("--max-sentence-chars", type=int, default=defaults.max_sentence_chars,
                        help="longest sentence, in characters (default: %(default)s)")
+    batch.add_argument("--max-request-seconds", type=float,
+                       default=defaults.max_request_seconds,
+                       help="longest a request may queue and run; the deadline of requests "
+                            "that set none (default: %(default)s)")
     obs = parser.add_argument_group("observability")
     obs.add_argument("--metrics-port", type=int, default=0,
                      help="Prometheus /metrics HTTP port, 0 = off (default: %(default)s)")

@@ -13,7 +13,7 @@ open batch is split across batches and reassembled in order.
     batcher.stop()
 
 Every output is cut back to each request's rows, and the padding axes of
-the translator contract (`PADDED_AXES`: subword pieces and attention
+the translator contract (`contract.PADDED_AXES`: subword pieces and attention
 weights, padded to the longest sentence of the batch) are trimmed to the
 request's own longest row, so a request gets the same arrays whether it
 ran alone or merged (`trim_padding` is applied on the unbatched path too).
@@ -35,14 +35,7 @@ import time
 
 import numpy as np
 
-# Output name -> {axis: extent}. The extent of a set of rows is the length
-# of its longest non-padding row in the pieces output named in EXTENTS.
-PADDED_AXES = {
-    "source_pieces": {1: "source"},
-    "target_pieces": {2: "target"},
-    "alignments": {2: "target", 3: "source"},
-}
-EXTENTS = {"source": ("source_pieces", 1), "target": ("target_pieces", 2)}
+from keras_rnn.serving.contract import EXTENTS, PADDED_AXES
 
 
 class QueueFullError(Exception):

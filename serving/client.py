@@ -38,6 +38,7 @@ from pathlib import Path
 import grpc
 
 from keras_rnn.serving import translator_pb2, translator_pb2_grpc
+from keras_rnn.serving.contract import DEFAULT_SIGNATURE
 from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT
 
 REJECTED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -234,7 +235,7 @@ class TranslatorClient:
         response.metadata["signature_def"].Unpack(signature_map)
         return dict(signature_map.signature_def)
 
-    def predict(self, sentences, model="", version=None, signature="serving_default",
+    def predict(self, sentences, model="", version=None, signature=DEFAULT_SIGNATURE,
                 output_filter=(), timeout=None, **scalars):
         """Translates through TensorFlow Serving's PredictionService.Predict.
 

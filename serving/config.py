@@ -27,10 +27,15 @@ class ServerConfig:
         max_queued_sentences, num_batch_threads: see `BatchingOptions`.
         max_request_sentences: most sentences in one request.
         max_sentence_chars: longest sentence accepted, in characters.
+        max_request_seconds: longest a request may wait for its batch and
+            run: the deadline of requests without one (stock clients and
+            grpcurl send none by default), and a cap on longer ones.
         max_message_bytes: largest gRPC message received or sent.
         workers: gRPC handler threads.
         max_concurrent_rpcs: RPCs in progress before RESOURCE_EXHAUSTED.
         metrics_port: Prometheus HTTP port (0: no metrics endpoint).
+        rest_api_port: TensorFlow Serving's REST API port (0: off), on
+            `host`, with the same TLS settings as gRPC.
         metrics_host: address of the metrics endpoint.
         tls_cert, tls_key: PEM server certificate chain and key (TLS on).
         tls_client_ca: PEM CA that client certificates must chain to
@@ -58,10 +63,12 @@ class ServerConfig:
     num_batch_threads: int = 1
     max_request_sentences: int = 64
     max_sentence_chars: int = 1000
+    max_request_seconds: float = 60.0
     max_message_bytes: int = 4 * 1024 * 1024
     workers: int = 64
     max_concurrent_rpcs: int = 256
     metrics_port: int = 0
+    rest_api_port: int = 0
     metrics_host: str = "127.0.0.1"
     tls_cert: str = None
     tls_key: str = None

@@ -50,10 +50,14 @@ import tempfile
 import time
 from pathlib import Path
 
-SIGNATURE_KEY = "serving_default"
-ALIGNMENTS_SIGNATURE_KEY = "translate_with_alignments"
-WARMUP_FILE = "tf_serving_warmup_requests"
-METADATA_FILE = "keras_rnn.json"
+from keras_rnn.serving import contract
+from keras_rnn.serving.contract import (ALIGNMENTS, LENGTHS, SCORES, SOURCE_PIECES,
+                                        TARGET_PIECES, TRANSLATIONS)
+
+SIGNATURE_KEY = contract.DEFAULT_SIGNATURE
+ALIGNMENTS_SIGNATURE_KEY = contract.ALIGNMENTS_SIGNATURE
+WARMUP_FILE = contract.WARMUP_FILE
+METADATA_FILE = contract.METADATA_FILE
 WARMUP_SENTENCES = ("Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.")
 
 
@@ -176,10 +180,10 @@ class TranslatorModule:
         module.source_tokenizer = source_tokenizer._tf_tokenizer()
         module.target_tokenizer = target_tokenizer._tf_tokenizer()
         specs = dict(
-            inputs=tf.TensorSpec([None], tf.string, name="inputs"),
-            beam_size=tf.TensorSpec([], tf.int32, name="beam_size"),
-            max_length=tf.TensorSpec([], tf.int32, name="max_length"),
-            n_best=tf.TensorSpec([], tf.int32, name="n_best"),
+            inputs=tf.TensorSpec([None], tf.string, name=contract.SENTENCES_INPUT),
+            beam_size=tf.TensorSpec([], tf.int32, name=contract.BEAM_SIZE),
+            max_length=tf.TensorSpec([], tf.int32, name=contract.MAX_LENGTH),
+            n_best=tf.TensorSpec([], tf.int32, name=contract.N_BEST),
         )
         defaults = (tf.constant(beam_size), tf.constant(max_length), tf.constant(1))
 
@@ -264,16 +268,16 @@ class TranslatorModule:
         flat_ids = tf.reshape(ids, [-1, time])
         texts = self.target_tokenizer.tf_decode(flat_ids)
         outputs = {
-            "translations": tf.reshape(texts, [batch, n_best]),
-            "scores": scores,
-            "lengths": lengths,
+            TRANSLATIONS: tf.reshape(texts, [batch, n_best]),
+            SCORES: scores,
+            LENGTHS: lengths,
         }
         if alignments:
-            outputs["alignments"] = weights[:, :n_best]
-            outputs["source_pieces"] = self._pieces(
+            outputs[ALIGNMENTS] = weights[:, :n_best]
+            outputs[SOURCE_PIECES] = self._pieces(
                 self.source_tokenizer, source, tf.not_equal(source, 0))
             steps = tf.range(time)[None, None, :]
-            outputs["target_pieces"] = self._pieces(
+            outputs[TARGET_PIECES] = self._pieces(
                 self.target_tokenizer, ids, steps < lengths[:, :, None])
         return outputs
 
@@ -297,7 +301,7 @@ def warmup_requests(model_name, sentences=WARMUP_SENTENCES):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature
-        request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(list(sentences), tf.string))
+        request.inputs[contract.SENTENCES_INPUT].CopyFrom(tf.make_tensor_proto(list(sentences), tf.string))
         log = prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request))
         records.append(log.SerializeToString())
@@ -367,7 +371,7 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
         start = time.perf_counter()
         tf.saved_model.save(exporter.module, str(temporary),
                             signatures=exporter.signatures())
-        extra = temporary / "assets.extra"
+        extra = temporary / contract.ASSETS_EXTRA
         extra.mkdir()
         with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
             for record in warmup_requests(model_name, warmup_sentences):

@@ -42,8 +42,8 @@ def write_config(tmp_path, name, **sections):
 
 
 def cli(*args, env=None, check=True, wait=True, input=None):
-    environment = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3",
-                       **(env or {}))
+    environment = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3",
+                   **(env or {})}
     command = [sys.executable, "-m", "keras_rnn", *map(str, args)]
     if not wait:
         return subprocess.Popen(command, cwd=ROOT, env=environment,

@@ -1,0 +1,182 @@
+"""One loaded SavedModel version: its signatures, defaults, warm-up and
+in-flight count (`Servable`); the model manager (`models.py`) loads them.
+
+    servable = Servable("de_en", 1, "exports/de_en/1", check=contract.check_signature_defs)
+    servable.warm_up()
+    with servable.use():
+        outputs = servable.predict("serving_default", {"inputs": sentences, ...})
+"""
+
+import contextlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_rnn.serving import contract
+from keras_rnn.serving.contract import METADATA_DEFAULTS
+from keras_rnn.serving.errors import ContractError
+
+WARMUP_FILE = f"{contract.ASSETS_EXTRA}/{contract.WARMUP_FILE}"
+METADATA_FILE = f"{contract.ASSETS_EXTRA}/{contract.METADATA_FILE}"
+MAX_WARMUP_RECORDS = 1000
+
+
+class Servable:
+    """One loaded SavedModel version.
+
+    Args:
+        name: model name.
+        version: integer version.
+        path: the version directory.
+        check: optional `check(signature_defs)` -> list of problems, run on
+            the parsed `saved_model.pb` before the graph is loaded
+            (`contract.check_signature_defs`).
+
+    Raises:
+        ContractError: `check` found problems.
+
+    Attributes:
+        signature_defs: dict of signature key -> `SignatureDef` proto (with
+            its `defaults` map), as stored in `saved_model.pb`.
+        defaults: dict of signature key -> {input name: NumPy value}.
+        metadata: the parsed `assets.extra/keras_rnn.json` ({} if absent).
+        batcher: the version's `Batcher` (set by the server), or None.
+    """
+
+    def __init__(self, name, version, path, check=None):
+        import tensorflow as tf
+        from tensorflow.python.saved_model import loader_impl
+
+        self.name = name
+        self.version = version
+        self.path = Path(path)
+        start = time.perf_counter()
+        saved_model = loader_impl.parse_saved_model(str(self.path))
+        self.signature_defs = dict(saved_model.meta_graphs[0].signature_def)
+        self.signature_defs.pop("__saved_model_init_op", None)
+        problems = check(self.signature_defs) if check is not None else []
+        if problems:
+            raise ContractError("does not keep the serving contract: " + "; ".join(problems))
+        metadata_path = self.path / METADATA_FILE
+        self.metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
+        self._loaded = _load_saved_model(tf, self.path)
+        self._functions = {key: self._loaded.signatures[key] for key in self.signature_defs}
+        self.defaults = {key: self._defaults(sig) for key, sig in self.signature_defs.items()}
+        self.load_seconds = time.perf_counter() - start
+        self.batcher = None
+        self._inflight = 0
+        self._cond = threading.Condition()
+        self._closing = False
+
+    def _defaults(self, signature_def):
+        import tensorflow as tf
+
+        values = {name: tf.make_ndarray(proto) for name, proto in signature_def.defaults.items()}
+        for name, source in METADATA_DEFAULTS.items():
+            if name in signature_def.inputs and name not in values:
+                value = self.metadata.get(source) if isinstance(source, str) else source
+                if value is not None:
+                    values[name] = np.asarray(value, dtype=tf.as_dtype(
+                        signature_def.inputs[name].dtype).as_numpy_dtype)
+        return values
+
+    def predict(self, signature, inputs):
+        """Runs a signature in process.
+
+        Args:
+            signature: signature key.
+            inputs: dict of input name -> NumPy array (all inputs present).
+
+        Returns:
+            dict of output name -> NumPy array.
+
+        Raises:
+            tf.errors.OpError: the graph rejected the input.
+        """
+        import tensorflow as tf
+
+        function = self._functions[signature]
+        spec = self.signature_defs[signature].inputs
+        tensors = {name: tf.constant(value, dtype=tf.as_dtype(spec[name].dtype))
+                   for name, value in inputs.items()}
+        return {name: value.numpy() for name, value in function(**tensors).items()}
+
+    def warm_up(self):
+        """Replays `assets.extra/tf_serving_warmup_requests` (Predict logs).
+
+        Returns:
+            The number of requests replayed.
+
+        Raises:
+            ValueError: a record is not a PredictionLog with a predict_log,
+                or names an unknown signature.
+        """
+        import tensorflow as tf
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        path = self.path / WARMUP_FILE
+        if not path.exists():
+            return 0
+        count = 0
+        for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
+            log_proto = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            if not log_proto.HasField("predict_log"):
+                raise ValueError(f"{path}: warm-up record {count} is not a predict_log "
+                                 "(only Predict warm-up requests are supported)")
+            request = log_proto.predict_log.request
+            signature = request.model_spec.signature_name or contract.DEFAULT_SIGNATURE
+            if signature not in self.signature_defs:
+                raise ValueError(f"{path}: warm-up record {count} names signature "
+                                 f"{signature!r}; the model has {sorted(self.signature_defs)}")
+            inputs = dict(self.defaults[signature])
+            inputs.update({k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            self.predict(signature, inputs)
+            count += 1
+        return count
+
+    @contextlib.contextmanager
+    def use(self):
+        """Counts an in-flight request for the duration of the block."""
+        with self._cond:
+            self._inflight += 1
+        try:
+            yield self
+        finally:
+            with self._cond:
+                self._inflight -= 1
+                self._cond.notify_all()
+
+    def close(self, timeout=None):
+        """Waits for in-flight requests, then stops the batcher.
+
+        Args:
+            timeout: seconds to wait for in-flight requests (None: forever).
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._inflight == 0, timeout)
+        if self.batcher is not None:
+            self.batcher.stop(timeout)
+        self._functions = {}
+        self._loaded = None
+
+
+def _load_saved_model(tf, path):
+    # Exports tokenize in the graph with TF Text's SentencePiece ops: register
+    # them first (also where the tensorflow_text package itself does not
+    # import, see training/tokenizer.py).
+    from keras_rnn.tokenizer import register_tf_text_ops
+
+    try:
+        register_tf_text_ops()
+    except ImportError as missing:
+        try:
+            return tf.saved_model.load(str(path))
+        except (RuntimeError, tf.errors.NotFoundError) as error:
+            if "Op type not registered" not in str(error):
+                raise
+            raise RuntimeError(f"{path} uses TensorFlow Text ops: pip install tensorflow-text "
+                               f"(the minor version of TensorFlow) ({missing})") from error
+    return tf.saved_model.load(str(path))
