@@ -141,20 +141,22 @@ class _TFAMechanism:
             memory.values)
         return ops.squeeze(context, 1), alignments
 
-    def call(self, inputs, *args, setup_memory=False,
-             memory_sequence_length=None, memory_mask=None, **kwargs):
-        """TF Addons' call: `mechanism([query, state])` returns
-        `(alignments, next_state)`; `mechanism(memory, setup_memory=True)`
-        sets the memory. Any other call is the core mechanism's
-        `(query, values, values_mask=None, keys=None)`."""
+    def __call__(self, inputs, *args, setup_memory=False,
+                 memory_sequence_length=None, memory_mask=None, **kwargs):
+        """TF Addons' calls: `mechanism([query, state])` returns
+        `(alignments, next_state)` (the next state is the alignments, as in
+        TF Addons' Bahdanau and Luong); `mechanism(memory,
+        setup_memory=True, memory_sequence_length=...)` sets the memory. Any
+        other call is the core mechanism's `(query, values, values_mask=None,
+        keys=None)`."""
         if setup_memory:
             self.setup_memory(inputs, memory_sequence_length, memory_mask)
             return self.values
         if isinstance(inputs, (list, tuple)) and not args and not kwargs:
             query, _ = inputs
-            _, alignments = self.attend(query)
+            _, alignments = self.attend(ops.convert_to_tensor(query))
             return alignments, alignments
-        return super().call(inputs, *args, **kwargs)
+        return super().__call__(inputs, *args, **kwargs)
 
     def _tfa_config(self, config):
         config = dict(config)
@@ -401,8 +403,8 @@ class AttentionWrapper(core_wrapper.AttentionWrapper):
             attention_state=alignments,
         )
 
-    def build(self, inputs_shape, value_dim=None):
-        super().build(inputs_shape, value_dim or self._depth())
+    def build(self, inputs_shape):
+        super().build(inputs_shape, self._depth())
 
     def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
         """TF Addons' zero state: the cell's (or `initial_cell_state`), zero

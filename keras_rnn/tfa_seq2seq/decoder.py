@@ -41,9 +41,14 @@ class BasicDecoderOutput(NamedTuple):
 
 def concrete_int(value):
     """`int(value)` when it is known now (eager), else None (traced)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # `int()` of a graph tensor is no error there
+
+        value = tf.get_static_value(value)
+        return None if value is None else int(value)
     try:
         return int(value)
-    except Exception:  # a tracer or a symbolic tensor
+    except Exception:  # a JAX tracer
         return None
 
 
