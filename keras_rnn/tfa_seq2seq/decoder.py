@@ -189,18 +189,25 @@ def dynamic_decode(decoder, output_time_major=False, impute_finished=False,
         ops.convert_to_tensor(0, "int32"), finished, inputs, state, lengths)
 
     def buffer(x):  # (steps, batch, ...) with step 0 written
-        return ops.slice_update(
-            ops.zeros((steps,) + tuple(ops.shape(x)), x.dtype), (0,) * (len(x.shape) + 1),
-            ops.expand_dims(x, 0))
+        zeros = ops.zeros((steps - 1,) + tuple(ops.shape(x)), x.dtype)
+        return ops.concatenate([ops.expand_dims(x, 0), zeros], axis=0)
 
     buffers = keras.tree.map_structure(buffer, outputs)
     align = buffer(ops.cast(state.alignments, "float32")) if history else ()
 
     def write(buffers, values, time):
-        return keras.tree.map_structure(
-            lambda b, v: ops.slice_update(
-                b, (time,) + (0,) * len(v.shape), ops.expand_dims(v, 0)),
-            buffers, values)
+        if trains:
+            # A select, not `slice_update`: TensorFlow has no gradient for
+            # XLA's dynamic-update-slice, and training differentiates this.
+            def put(b, v):
+                at = ops.reshape(ops.equal(ops.arange(steps), time),
+                                 (steps,) + (1,) * len(v.shape))
+                return ops.where(at, ops.expand_dims(v, 0), b)
+        else:
+            def put(b, v):
+                return ops.slice_update(
+                    b, (time,) + (0,) * len(v.shape), ops.expand_dims(v, 0))
+        return keras.tree.map_structure(put, buffers, values)
 
     def body(time, carry):
         finished, inputs, state, lengths, buffers, align = carry
