@@ -403,3 +403,18 @@ def test_beam_search_decoder_equals_the_core_beam_search_and_compiles(attention)
     np.testing.assert_allclose(
         _np(got.beam_search_decoder_output.scores)[:, 0],
         _np(core.scores), rtol=1e-5)
+
+
+def test_mechanisms_and_wrapper_config_round_trip():
+    mechanism = tfa_s2s.LuongAttention(U, memory(), LENGTHS, scale=True)
+    cell = tfa_s2s.AttentionWrapper(keras.layers.LSTMCell(U), mechanism, 3,
+                                    alignment_history=True)
+    again = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(cell))
+    assert isinstance(again, tfa_s2s.AttentionWrapper)
+    assert isinstance(again.attention_mechanism, tfa_s2s.LuongAttention)
+    assert again.get_config() == cell.get_config()
+    bahdanau = tfa_s2s.BahdanauAttention(8, normalize=True,
+                                         probability_fn="hardmax")
+    clone = tfa_s2s.BahdanauAttention.from_config(bahdanau.get_config())
+    assert clone.normalize and clone.get_config() == bahdanau.get_config()
