@@ -34,6 +34,8 @@ from keras_rnn.migration import LayerNormGRUCell
 from keras_rnn.migration import LayerNormLSTMCell
 from keras_rnn.migration import LayerNormSimpleRNNCell
 from keras_rnn.migration import PeepholeLSTMCell
+from keras_rnn import rnn  # TF Addons' `tfa.rnn` names
+from keras_rnn import seq2seq  # and `tfa.seq2seq`'s (beside `Seq2Seq`)
 from keras_rnn.schedules import ScheduledSampling
 from keras_rnn.seq2seq import Seq2Seq
 from keras_rnn.tbptt import StatefulRNN

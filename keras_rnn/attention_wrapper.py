@@ -79,14 +79,20 @@ class AttentionWrapper(keras.layers.Layer):
 
     Example:
 
+    >>> encoder_outputs = np.ones((2, 5, 12), "float32")  # (batch, time, 12)
+    >>> source_mask, x_t = np.ones((2, 5), bool), np.ones((2, 7), "float32")
     >>> mechanism = keras_rnn.BahdanauAttention(16)
     >>> wrapper = keras_rnn.AttentionWrapper(
     ...     keras_rnn.GRUCell(32), mechanism, attention_layer_size=24)
+    >>> wrapper.build((None, 7), 12)  # step inputs of 7, values of 12
     >>> memory = mechanism.prepare(encoder_outputs, source_mask)
-    >>> state = wrapper.get_initial_state(batch_size, memory)
+    >>> state = wrapper.get_initial_state(memory)
     >>> output, state = wrapper(x_t, state, memory)
     >>> output.shape, state.alignments.shape
-    ((batch, 24), (batch, source_time))
+    ((2, 24), (2, 5))
+
+    (TF Addons' calling convention — the memory set on the mechanism, the
+    wrapper a `keras.layers.RNN` cell — is `keras_rnn.seq2seq.AttentionWrapper`.)
     """
 
     def __init__(self, cells, attention_mechanism, attention_layer_size=None,

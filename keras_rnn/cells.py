@@ -203,6 +203,9 @@ class LSTMCell(RecurrentCell):
     """
 
     num_gates = 4
+    # TF Addons' `LayerNormLSTMCell` (keras_rnn.migration) carries LN_c(c_t)
+    # in the state; Ba et al. (here) carry c_t.
+    carries_normalized_state = False
 
     def __init__(
         self,
@@ -319,7 +322,10 @@ class LSTMCell(RecurrentCell):
         if self.peephole:
             o = o + self.output_gate_peephole_weights * c
         o = self.recurrent_activation(o)
-        h = o * self.activation(self.state_norm(c) if self.layer_norm else c)
+        c_out = self.state_norm(c) if self.layer_norm else c
+        if self.carries_normalized_state:
+            c = c_out
+        h = o * self.activation(c_out)
         h, c = self.apply_zoneout([h, c], [h_tm1, c_tm1], noise.zoneout)
         return h, [h, c]
 

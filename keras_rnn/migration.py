@@ -1,130 +1,336 @@
-"""TensorFlow Addons names, for users moving off `tfa.rnn`.
+"""TensorFlow Addons' cells, exactly: `tfa.rnn.LayerNormLSTMCell`,
+`LayerNormSimpleRNNCell` and `PeepholeLSTMCell`.
 
-`LayerNormLSTMCell`, `LayerNormSimpleRNNCell` and `PeepholeLSTMCell` accept
-the argument names of their `tfa.rnn` namesakes and build the equivalent
-`keras_rnn` cell; `LayerNormGRUCell` completes the set. Each is a subclass of
-the general cell, so it works everywhere that one does, and its config is
-the general cell's (a saved model reloads as the same class).
+Each computes TF Addons' equations, takes TF Addons' arguments in TF Addons'
+positional order, and creates TF Addons' weights (same names, shapes and
+order), so `cell.set_weights(tfa_cell.get_weights())` loads a TF Addons
+checkpoint. Each is a subclass of the general `keras_rnn` cell, so it works
+everywhere that one does (`keras.layers.RNN`, `StackedRNNCells`,
+`AttentionWrapper`); the keras_rnn-only options (`seed`, `zoneout`, ...)
+are keyword-only extras. `LayerNormGRUCell` (no TF Addons counterpart)
+completes the set.
 
-Differences from TF Addons, on purpose:
-- `LayerNormLSTMCell` keeps `c_t` unnormalized in the state and normalizes it
-  only on the way to `h_t`, as Ba et al. 2016 (eq. 22) do; TF Addons carried
-  the normalized `c_t`.
-- `LayerNormSimpleRNNCell` normalizes `W x` and `U h` separately, like the
-  other layer-norm cells; TF Addons normalized their sum.
+Where TF Addons' equations differ from the Ba et al. variants of the general
+cells (`LSTMCell(layer_norm=True)`, `SimpleRNNCell(layer_norm=True)`), these
+classes follow TF Addons; `docs/MIGRATION.md` tables the differences.
+Tests: `tests/test_tfa_cells.py`.
 """
 
 import keras
+from keras import ops
 
 from keras_rnn import cells
+from keras_rnn._cell import NO_NOISE
+from keras_rnn._checks import get_initializer
 
 register = keras.saving.register_keras_serializable(package="keras_rnn")
 
-_TFA_NORM_NAMES = {
-    # tfa.rnn name -> keras_rnn name
-    "norm_gamma_initializer": "norm_gamma_initializer",
-    "norm_beta_initializer": "norm_beta_initializer",
-    "gamma_initializer": "norm_gamma_initializer",
-    "beta_initializer": "norm_beta_initializer",
-    "layernorm_epsilon": "norm_epsilon",
-}
 
-
-def _rename(kwargs, cell_name):
-    renamed = {}
-    for key, value in kwargs.items():
-        new_key = _TFA_NORM_NAMES.get(key, key)
-        if new_key in renamed:
-            raise ValueError(
-                f"{cell_name} got both `{key}` and its keras_rnn name "
-                f"`{new_key}`; pass one."
-            )
-        renamed[new_key] = value
-    for key in ("gamma_regularizer", "beta_regularizer",
-                "gamma_constraint", "beta_constraint"):
-        if renamed.pop(key, None) is not None:
-            raise ValueError(
-                f"{cell_name}: argument `{key}` of tfa.rnn is not supported; "
-                "regularize the layer-norm weights with a model-level loss."
-            )
-    return renamed
+def _forced(kwargs, name, value, cell_name):
+    """Sets `kwargs[name] = value`, refusing a conflicting user value (a
+    saved config carries the forced value, which is accepted)."""
+    given = kwargs.pop(name, value)
+    if given != value:
+        raise ValueError(
+            f"{cell_name}: `{name}` is {value!r} in TF Addons' cell; got "
+            f"{given!r}. Use the general keras_rnn cell for other values."
+        )
+    kwargs[name] = value
 
 
 @register
 class LayerNormLSTMCell(cells.LSTMCell):
-    """`tfa.rnn.LayerNormLSTMCell`: an `LSTMCell` with `layer_norm=True`.
+    """`tfa.rnn.LayerNormLSTMCell`: TF Addons' layer-normalized LSTM.
+
+    TF Addons' equations (gate blocks `i, f, g, o` as Keras):
+
+        z   = LN_x(W x_t) + LN_h(U h_{t-1}) + b
+        c_t = LN_c(σ(z_f) ⊙ c_{t-1} + σ(z_i) ⊙ tanh(z_g))
+        h_t = σ(z_o) ⊙ tanh(c_t)
+        return h_t, [h_t, c_t]
+
+    The state carries the *normalized* `c_t` (TF Addons'
+    `c = self.state_norm(c); h = o * self.activation(c); return h, [h, c]`);
+    `keras_rnn.LSTMCell(layer_norm=True)` keeps Ba et al.'s unnormalized
+    `c_t` in the state instead. Dropout: one input mask and one recurrent
+    mask, shared by the four gates, the same at every step (TF Addons uses
+    mask 0 of Keras's four).
+
+    Weights, in order (TF Addons' names and shapes): `kernel`
+    `(input_dim, 4 units)`, `recurrent_kernel` `(units, 4 units)`, `bias`
+    `(4 units,)`, then `gamma`, `beta` `(4 units,)` of `kernel_norm` and of
+    `recurrent_norm`, and `(units,)` of `state_norm`.
 
     Args:
-        units: positive int.
-        norm_gamma_initializer, norm_beta_initializer, norm_epsilon: the
-            TF Addons names (same in keras_rnn).
-        **kwargs: any other `keras_rnn.LSTMCell` argument.
+        units, activation, recurrent_activation, use_bias,
+        kernel_initializer, recurrent_initializer, bias_initializer,
+        unit_forget_bias, kernel_regularizer, recurrent_regularizer,
+        bias_regularizer, kernel_constraint, recurrent_constraint,
+        bias_constraint, dropout, recurrent_dropout, norm_gamma_initializer,
+        norm_beta_initializer, norm_epsilon: TF Addons' arguments, in TF
+            Addons' order, with its defaults.
+        **kwargs: keras_rnn extras (`seed`, `zoneout`, `zoneout_cell`,
+            `peephole`, ...) and layer arguments.
 
     Example:
 
-    >>> cell = LayerNormLSTMCell(8, norm_epsilon=1e-3)
-    >>> cell.layer_norm
-    True
+    >>> cell = LayerNormLSTMCell(8, "tanh", "sigmoid")
+    >>> keras.layers.RNN(cell)(np.zeros((2, 5, 3))).shape
+    (2, 8)
     """
 
-    def __init__(self, units, **kwargs):
-        kwargs = _rename(kwargs, "LayerNormLSTMCell")
-        kwargs["layer_norm"] = True
-        super().__init__(units, **kwargs)
+    carries_normalized_state = True
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        norm_gamma_initializer="ones",
+        norm_beta_initializer="zeros",
+        norm_epsilon=1e-3,
+        **kwargs,
+    ):
+        _forced(kwargs, "layer_norm", True, "LayerNormLSTMCell")
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            norm_gamma_initializer=norm_gamma_initializer,
+            norm_beta_initializer=norm_beta_initializer,
+            norm_epsilon=norm_epsilon,
+            **kwargs,
+        )
 
 
 @register
 class LayerNormSimpleRNNCell(cells.SimpleRNNCell):
-    """`tfa.rnn.LayerNormSimpleRNNCell`: a `SimpleRNNCell` with
-    `layer_norm=True`.
+    """`tfa.rnn.LayerNormSimpleRNNCell`: TF Addons' layer-normalized Elman
+    cell.
+
+    TF Addons' equation: one scale-only layer normalization of the summed
+    pre-activation, the bias added after it,
+
+        h_t = act(LN(W x_t + U h_{t-1}) + b),  LN(z) = γ (z - μ) / sqrt(σ² + ε)
+
+    (`SimpleRNNCell(layer_norm=True)` instead normalizes `W x` and `U h`
+    separately, each with a gain and a bias, as the other keras_rnn cells).
+
+    Weights, in order (TF Addons' names and shapes): `kernel`
+    `(input_dim, units)`, `recurrent_kernel` `(units, units)`, `bias`
+    `(units,)`, `layernorm/gamma` `(units,)` — four, no beta.
 
     Args:
-        units: positive int.
-        layernorm_epsilon: TF Addons' name of `norm_epsilon` (default 1e-5,
-            TF Addons' default).
-        gamma_initializer, beta_initializer: TF Addons' names of
-            `norm_gamma_initializer`, `norm_beta_initializer`.
-        **kwargs: any other `keras_rnn.SimpleRNNCell` argument.
+        units, activation, use_bias, layernorm_epsilon, kernel_initializer,
+        recurrent_initializer, bias_initializer, gamma_initializer,
+        kernel_regularizer, recurrent_regularizer, bias_regularizer,
+        gamma_regularizer, kernel_constraint, recurrent_constraint,
+        bias_constraint, gamma_constraint, dropout, recurrent_dropout:
+            TF Addons' arguments, in TF Addons' order, with its defaults.
+        **kwargs: keras_rnn extras (`seed`, `zoneout`) and layer arguments.
 
     Example:
 
-    >>> LayerNormSimpleRNNCell(8, layernorm_epsilon=1e-5).norm_epsilon
-    1e-05
+    >>> cell = LayerNormSimpleRNNCell(4, "tanh", True, 1e-5)
+    >>> rnn = keras.layers.RNN(cell)
+    >>> rnn(np.zeros((2, 5, 3))).shape, len(rnn.weights)
+    ((2, 4), 4)
     """
 
-    def __init__(self, units, **kwargs):
-        if "norm_epsilon" not in kwargs and "layernorm_epsilon" not in kwargs:
-            kwargs["norm_epsilon"] = 1e-5  # TF Addons' default
-        kwargs = _rename(kwargs, "LayerNormSimpleRNNCell")
-        kwargs["layer_norm"] = True
-        super().__init__(units, **kwargs)
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        layernorm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        gamma_initializer="ones",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        gamma_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        gamma_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        **kwargs,
+    ):
+        for name in ("norm_epsilon", "norm_gamma_initializer",
+                     "norm_beta_initializer", "beta_initializer"):
+            if name in kwargs:
+                raise ValueError(
+                    f"LayerNormSimpleRNNCell takes TF Addons' arguments: "
+                    f"`{name}` is not one (use `layernorm_epsilon`, "
+                    "`gamma_initializer`; the normalization has no beta)."
+                )
+        _forced(kwargs, "layer_norm", False, "LayerNormSimpleRNNCell")
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            **kwargs,
+        )
+        self.layernorm_epsilon = float(layernorm_epsilon)
+        self.gamma_initializer = get_initializer(
+            "gamma_initializer", gamma_initializer
+        )
+        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
+        self.gamma_constraint = keras.constraints.get(gamma_constraint)
+        self.layernorm = keras.layers.LayerNormalization(
+            axis=-1,
+            epsilon=self.layernorm_epsilon,
+            center=False,
+            scale=True,
+            gamma_initializer=self.gamma_initializer,
+            gamma_regularizer=self.gamma_regularizer,
+            gamma_constraint=self.gamma_constraint,
+            dtype=self.dtype_policy,
+            name="layernorm",
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.layernorm.build((None, self.units))
+
+    def project_inputs(self, inputs):
+        """`W x` only: TF Addons adds the bias after the normalization."""
+        return ops.matmul(inputs, self.kernel)
+
+    def step(self, zx, states, noise=None):
+        noise = NO_NOISE if noise is None else noise
+        h_tm1 = states[0]
+        h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
+        z = self.layernorm(zx + ops.matmul(h_in, self.recurrent_kernel))
+        if self.use_bias:
+            z = z + self.bias
+        h = self.activation(z)
+        (h,) = self.apply_zoneout([h], [h_tm1], noise.zoneout)
+        return h, [h]
+
+    def get_config(self):
+        config = super().get_config()
+        for name in ("layer_norm", "norm_epsilon", "norm_gamma_initializer",
+                     "norm_beta_initializer", "peephole"):
+            config.pop(name, None)
+        config.update(
+            layernorm_epsilon=self.layernorm_epsilon,
+            gamma_initializer=keras.initializers.serialize(self.gamma_initializer),
+            gamma_regularizer=keras.regularizers.serialize(self.gamma_regularizer),
+            gamma_constraint=keras.constraints.serialize(self.gamma_constraint),
+        )
+        return config
 
 
 @register
 class PeepholeLSTMCell(cells.LSTMCell):
-    """`tfa.rnn.PeepholeLSTMCell`: an `LSTMCell` with `peephole=True`.
+    """`tfa.rnn.PeepholeLSTMCell`: Keras's LSTM cell with diagonal peepholes
+    (Gers et al. 2002; Sak et al. 2014), TF Addons' equations:
 
-    As in TF Addons, the peephole weights are initialized with
-    `kernel_initializer` unless `peephole_initializer` is given.
+        i = σ(z_i + p_i ⊙ c_{t-1})    f = σ(z_f + p_f ⊙ c_{t-1})
+        c_t = f ⊙ c_{t-1} + i ⊙ tanh(z_g)
+        o = σ(z_o + p_o ⊙ c_t)        h_t = o ⊙ tanh(c_t)
+
+    with `z = W x_t + U h_{t-1} + b`. Weights, in order: `kernel`,
+    `recurrent_kernel`, `bias`, `input_gate_peephole_weights`,
+    `forget_gate_peephole_weights`, `output_gate_peephole_weights` (each
+    `(units,)`, initialized with `kernel_initializer` as TF Addons does,
+    unless `peephole_initializer` is given).
 
     Args:
-        units: positive int.
-        **kwargs: any `keras.layers.LSTMCell` / `keras_rnn.LSTMCell`
-            argument.
+        units, ..., recurrent_dropout: `keras.layers.LSTMCell`'s arguments
+            in its order (TF Addons' class takes exactly those).
+        **kwargs: keras_rnn extras (`seed`, `zoneout`, `layer_norm`,
+            `peephole_initializer`, ...) and layer arguments.
 
     Example:
 
-    >>> PeepholeLSTMCell(8).peephole
-    True
+    >>> cell = PeepholeLSTMCell(8)
+    >>> keras.layers.RNN(cell)(np.zeros((2, 5, 3))).shape
+    (2, 8)
     """
 
-    def __init__(self, units, **kwargs):
-        kwargs.setdefault(
-            "peephole_initializer",
-            kwargs.get("kernel_initializer", "glorot_uniform"),
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        **kwargs,
+    ):
+        _forced(kwargs, "peephole", True, "PeepholeLSTMCell")
+        kwargs.setdefault("peephole_initializer", kernel_initializer)
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            **kwargs,
         )
-        kwargs["peephole"] = True
-        super().__init__(units, **kwargs)
 
 
 @register
@@ -133,8 +339,7 @@ class LayerNormGRUCell(cells.GRUCell):
 
     Args:
         units: positive int.
-        **kwargs: any other `keras_rnn.GRUCell` argument; TF Addons'
-            layer-norm argument names are accepted too.
+        **kwargs: any other `keras_rnn.GRUCell` argument.
 
     Example:
 
@@ -143,6 +348,5 @@ class LayerNormGRUCell(cells.GRUCell):
     """
 
     def __init__(self, units, **kwargs):
-        kwargs = _rename(kwargs, "LayerNormGRUCell")
-        kwargs["layer_norm"] = True
+        _forced(kwargs, "layer_norm", True, "LayerNormGRUCell")
         super().__init__(units, **kwargs)

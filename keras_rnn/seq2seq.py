@@ -13,6 +13,15 @@ References: Sutskever, Vinyals & Le 2014 (seq2seq); Bahdanau, Cho & Bengio
 2015 and Luong, Pham & Manning 2015 (attention, input feeding); Press & Wolf
 2017 (tied embeddings); Bengio et al. 2015 (scheduled sampling); Szegedy et
 al. 2016 (label smoothing).
+
+The module is also where TF Addons' `tfa.seq2seq` API lives for migrating
+users (`keras_rnn.seq2seq.BasicDecoder`, `BeamSearchDecoder`,
+`AttentionWrapper`, ...): thin adapters over the same core, in
+`keras_rnn.tfa_seq2seq`, re-exported at the end of this module. Their
+`BahdanauAttention`, `LuongAttention` and `AttentionWrapper` are TF Addons'
+(memory set on the mechanism, the wrapper an RNN cell); `Seq2Seq` uses the
+core ones (`keras_rnn.BahdanauAttention`, ...), imported here under the
+`attention_lib` / `wrapper_lib` names.
 """
 
 import numpy as np
@@ -29,9 +38,8 @@ from keras_rnn._checks import check_rate
 from keras_rnn._checks import check_units
 from keras_rnn._keras_private import autocast
 from keras_rnn._keras_private import rnn as backend_rnn
-from keras_rnn.attention import BahdanauAttention
-from keras_rnn.attention import LuongAttention
-from keras_rnn.attention_wrapper import AttentionWrapper
+from keras_rnn import attention as attention_lib
+from keras_rnn import attention_wrapper as wrapper_lib
 from keras_rnn.attention_wrapper import state_sizes
 from keras_rnn.decoding import DecodingSettings
 from keras_rnn.schedules import ScheduledSampling
@@ -213,10 +221,12 @@ class Seq2Seq(keras.Model):
         attention_options = dict(self.attention_options)
         if self.attention == "bahdanau":
             attention_options.setdefault("units", self.units)
-            mechanism = BahdanauAttention(name="attention", **attention_options)
+            mechanism = attention_lib.BahdanauAttention(
+                name="attention", **attention_options)
         else:
-            mechanism = LuongAttention(name="attention", **attention_options)
-        self.decoder = AttentionWrapper(
+            mechanism = attention_lib.LuongAttention(
+                name="attention", **attention_options)
+        self.decoder = wrapper_lib.AttentionWrapper(
             decoder_cells, mechanism,
             attention_layer_size=self.attention_layer_size or None,
             name="decoder",
@@ -672,3 +682,8 @@ def _check_ids(name, values, vocab_size):
             f"{name} token id {int(values[row, col])} at sentence {row}, "
             f"position {col} is outside the vocabulary [0, {vocab_size})."
         )
+
+
+# TF Addons' `tfa.seq2seq` names (see the module docstring).
+from keras_rnn.tfa_seq2seq import *  # noqa: E402,F401,F403
+from keras_rnn.tfa_seq2seq import sampler  # noqa: E402,F401

@@ -32,7 +32,7 @@ LAYERS = {
     "migration_ln_lstm": (lambda: keras.layers.RNN(
         keras_rnn.LayerNormLSTMCell(UNITS, norm_epsilon=1e-2)), 3 + 6),
     "migration_ln_simple": (lambda: keras.layers.RNN(
-        keras_rnn.LayerNormSimpleRNNCell(UNITS, layernorm_epsilon=1e-4)), 3 + 4),
+        keras_rnn.LayerNormSimpleRNNCell(UNITS, layernorm_epsilon=1e-4)), 3 + 1),
     "migration_peephole": (lambda: keras.layers.RNN(
         keras_rnn.PeepholeLSTMCell(UNITS)), 3 + 3),
     "migration_ln_gru": (lambda: keras.layers.RNN(
@@ -156,7 +156,9 @@ BAD_ARGUMENTS = [
      {"units": 4, "layernorm_epsilon": 1e-3, "norm_epsilon": 1e-3},
      "norm_epsilon"),
     (keras_rnn.LayerNormSimpleRNNCell,
-     {"units": 4, "gamma_regularizer": "l2"}, "gamma_regularizer"),
+     {"units": 4, "beta_initializer": "ones"}, "beta_initializer"),
+    (keras_rnn.LayerNormLSTMCell, {"units": 4, "layer_norm": False},
+     "layer_norm"),
 ]
 
 
@@ -168,14 +170,13 @@ def test_bad_arguments_raise_value_error_naming_the_argument(cls, kwargs,
         cls(**kwargs)
 
 
-def test_migration_names_map_tf_addons_arguments():
+def test_migration_names_take_tf_addons_arguments():
     cell = keras_rnn.LayerNormSimpleRNNCell(
         4, layernorm_epsilon=1e-4, gamma_initializer="zeros",
-        beta_initializer="ones")
-    assert cell.layer_norm and cell.norm_epsilon == 1e-4
-    assert isinstance(cell.norm_gamma_initializer, keras.initializers.Zeros)
-    assert isinstance(cell.norm_beta_initializer, keras.initializers.Ones)
-    assert keras_rnn.LayerNormSimpleRNNCell(4).norm_epsilon == 1e-5
+        gamma_regularizer="l2")
+    assert cell.layernorm_epsilon == 1e-4 and not cell.layer_norm
+    assert isinstance(cell.gamma_initializer, keras.initializers.Zeros)
+    assert keras_rnn.LayerNormSimpleRNNCell(4).layernorm_epsilon == 1e-5
     lstm = keras_rnn.LayerNormLSTMCell(
         4, norm_gamma_initializer="zeros", norm_epsilon=1e-2)
     assert lstm.layer_norm and lstm.norm_epsilon == 1e-2
@@ -186,10 +187,12 @@ def test_migration_names_map_tf_addons_arguments():
     assert keras_rnn.LayerNormGRUCell(4).layer_norm
 
 
-def test_migration_cell_equals_general_cell_with_same_weights():
+def test_migration_peephole_cell_equals_general_cell_with_same_weights():
+    # (The TF Addons layer-norm cells compute TF Addons' equations, not the
+    # general cells' Ba et al. ones: tests/test_tfa_cells.py.)
     x = sample(4)
-    tfa_style = keras.layers.RNN(keras_rnn.LayerNormLSTMCell(UNITS))
-    general = keras.layers.RNN(keras_rnn.LSTMCell(UNITS, layer_norm=True))
+    tfa_style = keras.layers.RNN(keras_rnn.PeepholeLSTMCell(UNITS))
+    general = keras.layers.RNN(keras_rnn.LSTMCell(UNITS, peephole=True))
     tfa_style.build(x.shape)
     general.build(x.shape)
     general.set_weights(tfa_style.get_weights())

@@ -418,3 +418,77 @@ def test_bad_input_gets_a_clear_error():
         model.decode(np.array([3, 4, 5]))
     with pytest.raises(ValueError, match="min_length"):
         model.decode(SOURCES[:, :4], min_length=9, max_length=5)
+
+
+# ------------------------------------- a decoder without attention (issue 16)
+
+
+class PlainLSTMDecoder:
+    """The decoding protocol over a plain LSTM decoder: the state is the
+    cell's `[h, c]` list, with no `alignments` field."""
+
+    pad_id, bos_id, eos_id = PAD, BOS, EOS
+    decoding = keras_rnn.DecodingSettings()
+    decoding_settings = keras_rnn.Seq2Seq.decoding_settings
+
+    def __init__(self, vocab=5, units=6, seed=0):
+        keras.utils.set_random_seed(seed)
+        self.target_vocab_size = vocab
+        self.embed = keras.layers.Embedding(vocab, 4)
+        self.encoder = keras.layers.LSTM(units, return_sequences=True,
+                                         return_state=True)
+        self.cell = keras.layers.LSTMCell(units)
+        self.project = keras.layers.Dense(vocab)
+        self.encode(np.array([[3, 4]]))
+        self.decode_step(*self._first(np.array([[3, 4]])))
+        rng = np.random.default_rng(seed)
+        for layer in (self.embed, self.encoder, self.cell, self.project):
+            for variable in layer.weights:
+                variable.assign(rng.normal(scale=0.8, size=variable.shape))
+
+    def _first(self, source):
+        memory, state = self.encode(source)
+        return ops.full((source.shape[0],), BOS, "int32"), state, memory
+
+    def check_source(self, source):
+        pass
+
+    def encode(self, source, training=False):
+        source = ops.convert_to_tensor(source, "int32")
+        mask = ops.not_equal(source, PAD)
+        values, h, c = self.encoder(self.embed(source), mask=mask)
+        return AttentionMemory(values, None, mask), [h, c]
+
+    def decode_step(self, tokens, state, memory):
+        h, state = self.cell(self.embed(tokens), state)
+        return self.project(h), list(state)
+
+
+def test_a_decoder_without_attention_beam_searches_exactly():
+    model = PlainLSTMDecoder()
+    source = np.array([[3, 4, 3]])
+    words = [3, 4]
+    scored = []
+    for length in range(1, 5):
+        for body in itertools.product(words, repeat=length - 1):
+            hypothesis = list(body) + [EOS]
+            tokens, state, memory = model._first(source)
+            log_prob = 0.0
+            for token in hypothesis:  # (the search forbids, not renormalizes)
+                logits, state = model.decode_step(tokens, state, memory)
+                log_p = _np(ops.log_softmax(logits, axis=-1))[0].astype("float64")
+                log_prob += log_p[token]
+                tokens = ops.convert_to_tensor([token], "int32")
+            scored.append((log_prob, hypothesis))
+    scored.sort(key=lambda pair: -pair[0])
+    result = decoding.beam_search(model, source, beam_size=16, n_best=15,
+                                  max_length=4)
+    np.testing.assert_allclose(_np(result.scores)[0], [s for s, _ in scored],
+                               rtol=1e-4, atol=1e-5)
+    for k in range(3):
+        length = int(_np(result.lengths)[0, k])
+        assert list(_np(result.ids)[0, k][:length]) == scored[k][1]
+    assert not _np(result.alignments).any()  # no attention: zeros
+    greedy = decoding.greedy_decode(model, source, max_length=4)
+    beam_one = decoding.beam_search(model, source, beam_size=1, max_length=4)
+    np.testing.assert_array_equal(_np(greedy.ids), _np(beam_one.ids))

@@ -13,6 +13,33 @@ model shows the minimum:
 
 See `DecodingModel` for the shapes. `decode` also reads `model.built`,
 `model.build()` and `model.variables` (a Keras model has them).
+
+Attention is optional: a decoder state without an `alignments` field (a
+plain LSTM's `[h, c]`, a GRU's `h`, any nest of tensors) decodes with zero
+alignments (the coverage penalty is then 0). `keras_rnn.seq2seq.BeamSearchDecoder`
+(TF Addons' API) is itself a client of this protocol, so every `keras.layers`
+RNN cell decodes through the one beam search.
+
+A minimal attention-free model (`tests/test_decoding.py` runs it):
+
+    class LSTMDecoder:
+        pad_id, bos_id, eos_id, target_vocab_size = 0, 1, 2, 10
+
+        def encode(self, source, training=False):
+            mask = ops.not_equal(source, self.pad_id)
+            values = self.encoder(self.embed(source), mask=mask)  # (B, S, d)
+            h, c = final states of the encoder
+            return AttentionMemory(values, None, mask), [h, c]
+
+        def decode_step(self, tokens, state, memory):
+            h, [h, c] = self.cell(self.embed_target(tokens), state)
+            return self.project(h), [h, c]
+
+        def check_source(self, source):
+            pass
+
+        def decoding_settings(self, **overrides):
+            return DecodingSettings(beam_size=4).replace(**overrides)
 """
 
 import dataclasses
@@ -52,10 +79,13 @@ class DecodingModel(Protocol):
         Returns:
             `(memory, state)`: `memory` is an `AttentionMemory` (its `values`
             `(batch, source_time, dim)` and `mask` `(batch, source_time)` set
-            the source lengths); `state` is any structure of tensors with
-            leading dimension `batch` that has an `alignments` field,
-            `(batch, source_time)` float32 (beam search tiles and gathers
-            every tensor of it along the batch axis).
+            the source lengths; `keys` may be None, and beam search tiles
+            every tensor of it along the batch axis); `state` is any
+            structure of tensors with leading dimension `batch` (beam search
+            tiles and gathers every tensor of it along the batch axis). When
+            it has an `alignments` field, `(batch, source_time)` float32,
+            those are the step's attention weights (returned, and used by
+            the coverage penalty); without one they are zeros.
         """
 
     def decode_step(self, tokens, state, memory):

@@ -100,6 +100,21 @@ def _buffer_length(memory, max_length, max_length_ratio, max_length_offset):
     return max(1, min(max_length, relative))
 
 
+def alignments_of(state, memory):
+    """The alignments of a decoder step: `state.alignments`, or zeros for a
+    decoder without attention (a state with no `alignments` field, e.g. a
+    plain LSTM's `[h, c]`).
+
+    Returns:
+        `(rows, source_time)` float32, rows the leading dimension of the state.
+    """
+    alignments = getattr(state, "alignments", None)
+    if alignments is not None:
+        return ops.cast(alignments, "float32")
+    rows = ops.shape(keras.tree.flatten(state)[0])[0]
+    return ops.zeros((rows, ops.shape(memory.values)[1]), "float32")
+
+
 def _source_lengths(memory):
     if memory.mask is None:
         batch, time = ops.shape(memory.values)[0], ops.shape(memory.values)[1]
@@ -174,7 +189,7 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
         written = ops.where(alive, new_tokens, model.pad_id)
         ids = ops.slice_update(ids, (0, step), ops.expand_dims(written, -1))
         step_alignments = ops.where(
-            ops.expand_dims(alive, -1), state.alignments, 0.0
+            ops.expand_dims(alive, -1), alignments_of(state, memory), 0.0
         )
         alignments = ops.slice_update(
             alignments, (0, step, 0), ops.expand_dims(step_alignments, 1)
@@ -250,8 +265,11 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
     # Every slot of a sentence starts as the same empty hypothesis; only
     # slot 0 may be extended at the first step, or the beam would fill with
     # copies.
-    memory = keras.tree.map_structure(lambda x: tile_batch(x, beam_size), memory)
-    state = keras.tree.map_structure(lambda x: tile_batch(x, beam_size), state)
+    def tile(x):
+        return None if x is None else tile_batch(x, beam_size)
+
+    memory = keras.tree.map_structure(tile, memory)  # keys may be None
+    state = keras.tree.map_structure(tile, state)
     source_mask = None
     if memory.mask is not None:
         source_mask = ops.reshape(memory.mask, (batch, beam_size, source_time))
@@ -281,7 +299,7 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         alive = ops.logical_not(beam.finished)
         lengths = beam.lengths + ops.cast(alive, "int32")  # (B, K)
         alignments = ops.reshape(
-            model_state.alignments, (batch, beam_size, source_time)
+            alignments_of(model_state, memory), (batch, beam_size, source_time)
         )
         alignments = ops.where(ops.expand_dims(alive, -1), alignments, 0.0)
         coverage = beam.coverage + alignments

@@ -1,0 +1,486 @@
+"""TF Addons' attention API (`tfa.seq2seq.BahdanauAttention`,
+`LuongAttention`, `AttentionWrapper`, `AttentionWrapperState`) over the
+keras_rnn mechanisms and wrapper.
+
+The scores, the masked softmax, the context and the attention layer are the
+core's (`keras_rnn.attention`, `keras_rnn.attention_wrapper`); these classes
+add TF Addons' calling convention: the memory is set on the mechanism
+(`memory=` or `setup_memory`) instead of being passed to every step, and the
+wrapper is a real RNN cell (`state_size`, `get_initial_state(batch_size=,
+dtype=)`), usable in `keras.layers.RNN`, `BasicDecoder` and
+`BeamSearchDecoder`. Tests: `tests/test_tfa_seq2seq.py`.
+"""
+
+from typing import NamedTuple
+
+import keras
+from keras import ops
+
+from keras_rnn import attention as core_attention
+from keras_rnn import attention_wrapper as core_wrapper
+from keras_rnn.attention import AttentionMemory
+
+
+def sequence_mask(lengths, maxlen):
+    """`(batch, maxlen)` bool, True before each length (`tf.sequence_mask`)."""
+    lengths = ops.convert_to_tensor(lengths, "int32")
+    return ops.arange(maxlen, dtype="int32")[None, :] < lengths[:, None]
+
+
+def _probability(probability_fn):
+    if probability_fn in (None, "softmax"):
+        return "softmax"
+    if probability_fn == "hardmax":
+        return lambda scores: ops.one_hot(
+            ops.argmax(scores, axis=-1), ops.shape(scores)[-1], dtype="float32")
+    if callable(probability_fn):
+        return probability_fn
+    raise ValueError(
+        "probability_fn must be 'softmax', 'hardmax' or a callable; got "
+        f"{probability_fn!r}.")
+
+
+class _TFAMechanism:
+    """TF Addons' memory handling, mixed into a core mechanism.
+
+    The weights are the core mechanism's (`query_kernel`, `memory_kernel`,
+    `attention_v`, ...; TF Addons' `query_layer/kernel`, `memory_layer/kernel`
+    are the same matrices). `memory_kernel` is created when the memory is set
+    (its width is the memory's), the query-side weights when the query width
+    is known (the wrapper's `build`, or the first call).
+    """
+
+    def _init_memory(self, probability_fn, memory, memory_sequence_length):
+        self.probability_fn = _probability(probability_fn)
+        self.memory = None  # the core `AttentionMemory`
+        if memory is not None:
+            self.setup_memory(memory, memory_sequence_length)
+
+    def setup_memory(self, memory, memory_sequence_length=None,
+                     memory_mask=None):
+        """Sets the memory to attend over (TF Addons' `setup_memory`).
+
+        Args:
+            memory: `(batch, max_time, depth)` encoder outputs.
+            memory_sequence_length: optional `(batch,)` lengths.
+            memory_mask: optional `(batch, max_time)` bool (instead of the
+                lengths).
+        """
+        memory = ops.convert_to_tensor(memory)
+        if memory_sequence_length is not None and memory_mask is not None:
+            raise ValueError(
+                "memory_sequence_length and memory_mask cannot be used at "
+                "the same time.")
+        if memory_sequence_length is not None:
+            memory_mask = sequence_mask(memory_sequence_length,
+                                        ops.shape(memory)[1])
+        if memory_mask is not None:
+            memory_mask = ops.cast(memory_mask, "bool")
+            # TF Addons zeroes the padded memory before the keys.
+            memory = memory * ops.cast(memory_mask[..., None], memory.dtype)
+        self._build_memory(memory.shape[-1])
+        self.memory = self.prepare(memory, memory_mask)
+
+    @property
+    def values(self):
+        """The memory set by `setup_memory` (TF Addons' `values`)."""
+        return None if self.memory is None else self.memory.values
+
+    @property
+    def keys(self):
+        """The query-independent half of the score, computed once."""
+        return None if self.memory is None else self.memory.keys
+
+    @property
+    def memory_initialized(self):
+        return self.memory is not None
+
+    @property
+    def alignments_size(self):
+        return self.values.shape[1]
+
+    @property
+    def state_size(self):
+        return self.alignments_size
+
+    def initial_alignments(self, batch_size, dtype="float32"):
+        return ops.zeros((batch_size, ops.shape(self.values)[1]), "float32")
+
+    def initial_state(self, batch_size, dtype="float32"):
+        return self.initial_alignments(batch_size, dtype)
+
+    def _check_memory(self):
+        if self.memory is None:
+            raise ValueError(
+                f"{type(self).__name__}: no memory; pass `memory=` or call "
+                "`setup_memory(memory)` first.")
+
+    def build(self, query_shape, values_shape=None):
+        if values_shape is not None:
+            self._build_memory(values_shape[-1])
+        self._build_query(query_shape[-1])
+        self.built = True
+
+    def attend(self, query):
+        """`(context, alignments)` of `query` over the memory (TF Addons'
+        probability_fn; softmax is the core's masked softmax)."""
+        self._check_memory()
+        if not self.built:
+            self.build(query.shape)
+        memory = self.memory
+        if self.probability_fn == "softmax":
+            return core_attention._AttentionMechanism.call(
+                self, query, memory.values, values_mask=memory.mask,
+                keys=memory.keys)
+        scores = ops.cast(self.score(query, memory.keys), "float32")
+        if memory.mask is not None:
+            scores = ops.where(memory.mask, scores, float("-inf"))
+        alignments = self.probability_fn(scores)
+        context = ops.matmul(
+            ops.expand_dims(ops.cast(alignments, memory.values.dtype), 1),
+            memory.values)
+        return ops.squeeze(context, 1), alignments
+
+    def __call__(self, inputs, *args, setup_memory=False,
+                 memory_sequence_length=None, memory_mask=None, **kwargs):
+        """TF Addons' calls: `mechanism([query, state])` returns
+        `(alignments, next_state)` (the next state is the alignments, as in
+        TF Addons' Bahdanau and Luong); `mechanism(memory,
+        setup_memory=True, memory_sequence_length=...)` sets the memory. Any
+        other call is the core mechanism's `(query, values, values_mask=None,
+        keys=None)`."""
+        if setup_memory:
+            self.setup_memory(inputs, memory_sequence_length, memory_mask)
+            return self.values
+        if isinstance(inputs, (list, tuple)) and not args and not kwargs:
+            query, _ = inputs
+            _, alignments = self.attend(ops.convert_to_tensor(query))
+            return alignments, alignments
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _tfa_config(self, config):
+        config = dict(config)
+        if not isinstance(self.probability_fn, str) and self.probability_fn is not None:
+            config["probability_fn"] = "hardmax"
+        else:
+            config["probability_fn"] = "softmax"
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn.seq2seq")
+class BahdanauAttention(_TFAMechanism, core_attention.BahdanauAttention):
+    """`tfa.seq2seq.BahdanauAttention`, over `keras_rnn.BahdanauAttention`.
+
+    `e_j = v^T tanh(W s + U h_j)` (with `normalize=True`, the weight-normalized
+    `v` and a bias, as TF Addons), `alpha = probability_fn(e)`.
+
+    Args:
+        units: width of the score's hidden layer.
+        memory: optional `(batch, max_time, depth)` memory (else
+            `setup_memory` later).
+        memory_sequence_length: optional `(batch,)` memory lengths.
+        normalize: weight normalization of `v` (Salimans & Kingma 2016).
+        probability_fn: "softmax" (default), "hardmax" or a callable on the
+            `(batch, max_time)` scores (padded positions are `-inf`).
+        kernel_initializer: of all weights.
+        dtype, name, **kwargs: layer arguments.
+
+    Example:
+
+    >>> mechanism = BahdanauAttention(8, memory=np.ones((2, 5, 6)))
+    >>> alignments, _ = mechanism([np.ones((2, 4)), None])
+    >>> alignments.shape
+    (2, 5)
+    """
+
+    def __init__(self, units, memory=None, memory_sequence_length=None,
+                 normalize=False, probability_fn="softmax",
+                 kernel_initializer="glorot_uniform", dtype=None,
+                 name="BahdanauAttention", **kwargs):
+        super().__init__(units, normalize=normalize,
+                         kernel_initializer=kernel_initializer, dtype=dtype,
+                         name=name, **kwargs)
+        self._init_memory(probability_fn, memory, memory_sequence_length)
+
+    def _build_memory(self, depth):
+        if getattr(self, "memory_kernel", None) is None:
+            self.memory_kernel = self.add_weight(
+                name="memory_kernel", shape=(depth, self.units),
+                initializer=self.kernel_initializer)
+
+    def _build_query(self, query_depth):
+        if getattr(self, "query_kernel", None) is not None:
+            return
+        self.query_kernel = self.add_weight(
+            name="query_kernel", shape=(query_depth, self.units),
+            initializer=self.kernel_initializer)
+        self.attention_v = self.add_weight(
+            name="attention_v", shape=(self.units,),
+            initializer=self.kernel_initializer)
+        if self.normalize:
+            self.attention_g = self.add_weight(
+                name="attention_g", shape=(),
+                initializer=keras.initializers.Constant((1.0 / self.units) ** 0.5))
+            self.attention_b = self.add_weight(
+                name="attention_b", shape=(self.units,), initializer="zeros")
+
+    def get_config(self):
+        return self._tfa_config(super().get_config())
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn.seq2seq")
+class LuongAttention(_TFAMechanism, core_attention.LuongAttention):
+    """`tfa.seq2seq.LuongAttention`: `keras_rnn.LuongAttention("general")`
+    with TF Addons' constructor.
+
+    `e_j = s^T (W h_j)` with `W` of shape `(depth, units)` — so the query
+    (the wrapped cell's output) must have width `units`, as in TF Addons —
+    times a learned scalar with `scale=True`.
+
+    Args:
+        units: width of the keys (= the query width).
+        memory, memory_sequence_length, probability_fn: as
+            `BahdanauAttention`.
+        scale: multiply the scores by a learned scalar (initialized to 1).
+        dtype, name, **kwargs: layer arguments.
+
+    Example:
+
+    >>> mechanism = LuongAttention(4, memory=np.ones((2, 5, 6)))
+    >>> alignments, _ = mechanism([np.ones((2, 4)), None])
+    >>> alignments.shape
+    (2, 5)
+    """
+
+    def __init__(self, units, memory=None, memory_sequence_length=None,
+                 scale=False, probability_fn="softmax", dtype=None,
+                 name="LuongAttention", **kwargs):
+        kwargs.pop("score_mode", None)  # a saved config carries it
+        super().__init__("general", units=units, scale=scale, dtype=dtype,
+                         name=name, **kwargs)
+        self._init_memory(probability_fn, memory, memory_sequence_length)
+
+    def _build_memory(self, depth):
+        if getattr(self, "memory_kernel", None) is None:
+            self.memory_kernel = self.add_weight(
+                name="memory_kernel", shape=(depth, self.units),
+                initializer=self.kernel_initializer)
+
+    def _build_query(self, query_depth):
+        if query_depth is not None and query_depth != self.units:
+            raise ValueError(
+                f"LuongAttention(units={self.units}) scores queries of width "
+                f"{self.units} (TF Addons' rule); the query has width "
+                f"{query_depth}. Give the wrapped cell {self.units} units.")
+        if self.scale and getattr(self, "attention_g", None) is None:
+            self.attention_g = self.add_weight(
+                name="attention_g", shape=(), initializer="ones")
+
+    def get_config(self):
+        return self._tfa_config(super().get_config())
+
+
+class AttentionWrapperState(NamedTuple):
+    """`tfa.seq2seq.AttentionWrapperState`.
+
+    Attributes:
+        cell_state: the wrapped cell's state (e.g. `[h, c]`).
+        attention: `(batch, attention_layer_size or depth)` the previous
+            attention vector.
+        alignments: `(batch, max_time)` float32 the previous alignments.
+        alignment_history: `()` inside the cell; `dynamic_decode` returns
+            the stacked `(time, batch, max_time)` alignments here when the
+            wrapper has `alignment_history=True` (TF Addons: a TensorArray).
+        attention_state: `(batch, max_time)` the mechanism's state (its
+            alignments, as in TF Addons' Bahdanau and Luong).
+    """
+
+    cell_state: object
+    attention: object
+    alignments: object
+    alignment_history: object
+    attention_state: object
+
+    def clone(self, **kwargs):
+        """A copy with some fields replaced (TF Addons' `clone`)."""
+        return self._replace(**kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_rnn.seq2seq")
+class AttentionWrapper(core_wrapper.AttentionWrapper):
+    """`tfa.seq2seq.AttentionWrapper`: a cell with attention, a real RNN cell.
+
+    TF Addons' step, computed by the core `keras_rnn.AttentionWrapper`:
+
+        cell_output, cell_state = cell([inputs; attention_{t-1}], cell_state)
+        context, alignments = mechanism(cell_output, memory)
+        attention = W_a [cell_output; context]     (attention_layer_size)
+                    or context                      (None)
+        output = attention if output_attention else cell_output
+
+    (`W_a` has no bias and no activation, as in TF Addons.) The memory is the
+    mechanism's (`memory=` / `setup_memory`); set it before the first call.
+
+    Args:
+        cell: a Keras RNN cell (keras_rnn's or `keras.layers.LSTMCell`, ...).
+        attention_mechanism: a `keras_rnn.seq2seq` `BahdanauAttention` or
+            `LuongAttention` (one; TF Addons' lists of mechanisms are not
+            carried over).
+        attention_layer_size: width of the attention layer, or None.
+        alignment_history: collect every step's alignments (returned by
+            `dynamic_decode` in the final state's `alignment_history`).
+        cell_input_fn: only None (TF Addons' default, concatenation).
+        output_attention: output the attention (True) or the cell output.
+        initial_cell_state: optional cell state for `get_initial_state`.
+        name: layer name.
+        attention_layer: not carried over (None only).
+        attention_fn: not carried over (None only).
+
+    Call arguments:
+        inputs: `(batch, input_depth)`.
+        state: `AttentionWrapperState`, or its fields as a list (as
+            `keras.layers.RNN` passes them).
+
+    Returns:
+        `(output, next_state)`, `next_state` as `state` was given.
+
+    Example:
+
+    >>> mechanism = BahdanauAttention(8, memory=np.ones((2, 5, 6)))
+    >>> cell = AttentionWrapper(keras.layers.LSTMCell(4), mechanism, 3)
+    >>> keras.layers.RNN(cell)(np.ones((2, 7, 5))).shape
+    (2, 3)
+    """
+
+    def __init__(self, cell, attention_mechanism, attention_layer_size=None,
+                 alignment_history=False, cell_input_fn=None,
+                 output_attention=True, initial_cell_state=None, name=None,
+                 attention_layer=None, attention_fn=None, **kwargs):
+        for option, value in (("cell_input_fn", cell_input_fn),
+                              ("attention_layer", attention_layer),
+                              ("attention_fn", attention_fn)):
+            if value is not None:
+                raise ValueError(
+                    f"AttentionWrapper: `{option}` is not carried over from "
+                    "TF Addons; leave it None (docs/MIGRATION.md).")
+        if isinstance(attention_mechanism, (list, tuple)):
+            raise ValueError(
+                "AttentionWrapper takes one attention mechanism; TF Addons' "
+                "lists of mechanisms are not carried over.")
+        if isinstance(attention_layer_size, (list, tuple)):
+            (attention_layer_size,) = attention_layer_size
+        kwargs.pop("cells", None)
+        kwargs.pop("attention_activation", None)
+        kwargs.pop("input_feeding", None)
+        super().__init__(
+            cell, attention_mechanism, attention_layer_size=attention_layer_size,
+            attention_activation=None, output_attention=output_attention,
+            input_feeding=True, name=name, **kwargs)
+        self.cell = cell
+        self.alignment_history = bool(alignment_history)
+        self.initial_cell_state = initial_cell_state
+
+    # -- the RNN-cell interface ------------------------------------------
+
+    def _depth(self):
+        self.attention_mechanism._check_memory()
+        return self.attention_mechanism.values.shape[-1]
+
+    @property
+    def output_size(self):
+        if self.output_attention:
+            return self.attention_size(self._depth())
+        return core_wrapper._output_size(self.cell)
+
+    @property
+    def state_size(self):
+        alignments = self.attention_mechanism.alignments_size
+        return AttentionWrapperState(
+            cell_state=self.cell.state_size,
+            attention=self.attention_size(self._depth()),
+            alignments=alignments,
+            alignment_history=(),
+            attention_state=alignments,
+        )
+
+    def build(self, inputs_shape):
+        super().build(inputs_shape, self._depth())
+
+    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+        """TF Addons' zero state: the cell's (or `initial_cell_state`), zero
+        attention and alignments.
+
+        Args:
+            inputs: optional tensor whose first dimension is the batch size.
+            batch_size: the batch size (for beam search: batch * beam_width).
+            dtype: dtype of the attention vector (default the layer's).
+        """
+        if batch_size is None:
+            batch_size = ops.shape(inputs)[0]
+        dtype = dtype or self.compute_dtype
+        mechanism = self.attention_mechanism
+        mechanism._check_memory()
+        cell_state = self.initial_cell_state
+        if cell_state is None:
+            cell_state = self.cell.get_initial_state(batch_size=batch_size)
+        alignments = mechanism.initial_alignments(batch_size)
+        return AttentionWrapperState(
+            cell_state=cell_state,
+            attention=ops.zeros(
+                (batch_size, self.attention_size(self._depth())), dtype),
+            alignments=alignments,
+            alignment_history=(),
+            attention_state=alignments,
+        )
+
+    def call(self, inputs, state, training=False):
+        given_as_list = not isinstance(state, AttentionWrapperState)
+        state = AttentionWrapperState(*state)
+        if not self.built:
+            self.build(inputs.shape)
+        mechanism = self.attention_mechanism
+        mechanism._check_memory()
+        cell_state = state.cell_state
+        core_state = core_wrapper.AttentionWrapperState(
+            (core_wrapper._as_list(cell_state),), state.attention,
+            state.alignments)
+        if mechanism.probability_fn == "softmax":
+            output, new = super().call(inputs, core_state, mechanism.memory,
+                                       training=training)
+            alignments, attention = new.alignments, new.attention
+            (new_cell_state,) = new.cell_state
+        else:  # the same step, with TF Addons' other probability functions
+            x = ops.concatenate(
+                [inputs, ops.cast(state.attention, inputs.dtype)], axis=-1)
+            cell_output, new_cell_state = self.cell(
+                x, core_wrapper._as_list(cell_state), training=training)
+            context, alignments = mechanism.attend(cell_output)
+            attention = context
+            if self.attention_layer is not None:
+                attention = self.attention_layer(
+                    ops.concatenate([cell_output, context], axis=-1))
+            output = attention if self.output_attention else cell_output
+            new_cell_state = core_wrapper._as_list(new_cell_state)
+        if not isinstance(cell_state, (list, tuple)):
+            (new_cell_state,) = new_cell_state
+        next_state = AttentionWrapperState(
+            cell_state=new_cell_state, attention=attention,
+            alignments=alignments, alignment_history=(),
+            attention_state=alignments)
+        return output, (list(next_state) if given_as_list else next_state)
+
+    def get_config(self):
+        config = super().get_config()
+        config["cell"] = config.pop("cells")[0]
+        config.pop("attention_activation")
+        config.pop("input_feeding")
+        config["alignment_history"] = self.alignment_history
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["cell"] = keras.saving.deserialize_keras_object(config["cell"])
+        config["attention_mechanism"] = keras.saving.deserialize_keras_object(
+            config["attention_mechanism"])
+        return cls(**config)
