@@ -19,12 +19,12 @@ the dropout seeds and the position in the batch stream (a pure function of
 the seed and the step, `training.pipeline`), so the resumed run ends with
 the same weights as an uninterrupted one.
 
-The learning rate is `lr * min(1, (step + 1) / warmup_steps) * scale`, where
-`scale` is multiplied by `plateau_factor` when the validation loss has not
-improved for `plateau_patience` epochs (never below `min_learning_rate`);
-training stops early after `early_stopping_patience` epochs without
-improvement, keeping the best weights. Gradients are clipped to a global
-norm of `clip_norm` (Pascanu et al. 2013).
+The pieces, each in its own module: the learning rate (warm-up, plateau
+cuts) in `training.schedule`, when a run ends (epoch budget, early stopping)
+in `training.stopping`, checkpoints in `training.checkpoints`, history and
+console lines in `training.history`, and the Keras callback that calls them
+at each step and epoch end in `training.controller`. Gradients are clipped
+to a global norm of `clip_norm` (Pascanu et al. 2013).
 """
 
 import contextlib
@@ -34,7 +34,6 @@ import math
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +44,10 @@ import keras_rnn
 from keras_rnn.training import data as data_lib
 from keras_rnn.training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
 from keras_rnn.tokenizer import Tokenizer, train_tokenizer
-
-SEED_STATE = "seed_generator_state"
+from keras_rnn.training.checkpoints import Checkpoints
+from keras_rnn.training.controller import Controller, PartialEpoch
+from keras_rnn.training.history import History, log
+from keras_rnn.training.stopping import fresh_state
 
 
 @dataclass
@@ -59,10 +60,6 @@ class Corpus:
     valid: ParallelData
     valid_references: list
     skipped: int
-
-
-def log(message):
-    print(message, flush=True)
 
 
 def tokenizer_path(config, lang):
@@ -137,165 +134,6 @@ def build_model(config, source_vocab_size, target_vocab_size):
     return model
 
 
-# ------------------------------------------------------------ checkpoints
-
-
-class Checkpoints:
-    """Atomic checkpoints in `directory`, the newest named in `latest`."""
-
-    def __init__(self, directory, keep=2):
-        self.directory = Path(directory)
-        self.keep = keep
-
-    def latest(self):
-        pointer = self.directory / "latest"
-        if not pointer.exists():
-            return None
-        path = self.directory / pointer.read_text().strip()
-        return path if (path / "state.json").exists() else None
-
-    def save(self, model, state, config):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"step-{state['step']:08d}"
-        temporary = self.directory / f".tmp-{name}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        model.save_weights(temporary / "model.weights.h5")
-        state = dict(state, seeds=seed_states(model))
-        (temporary / "state.json").write_text(json.dumps(state, indent=1))
-        config.save(temporary / "config.yaml")
-        final = self.directory / name
-        if final.exists():
-            old = self.directory / f".old-{name}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            shutil.rmtree(old)
-        os.replace(temporary, final)
-        _write_atomic(self.directory / "latest", name)
-        for old in sorted(self.directory.glob("step-*"))[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
-
-    def restore(self, model, path):
-        model.load_weights(path / "model.weights.h5")
-        state = json.loads((path / "state.json").read_text())
-        set_seed_states(model, state.pop("seeds", {}))
-        return state
-
-
-def _write_atomic(path, text):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def seed_states(model):
-    """Dropout / sampling seed-generator states (not in the weights file)."""
-    return {v.path: np.asarray(v).tolist() for v in model.variables if SEED_STATE in v.path}
-
-
-def set_seed_states(model, states):
-    for v in model.variables:
-        if v.path in states:
-            v.assign(np.asarray(states[v.path], dtype=v.dtype))
-
-
-# -------------------------------------------------------------- callbacks
-
-
-class Controller(keras.callbacks.Callback):
-    """Schedule, early stopping, checkpoints, history and tokens/s.
-
-    Args:
-        run: the `TrainingRun` (config, plan, checkpoints, state).
-    """
-
-    def __init__(self, run):
-        super().__init__()
-        self.run = run
-        self._clock = None
-        self._tokens = 0
-        self._rate = None
-
-    @property
-    def state(self):
-        return self.run.state
-
-    def learning_rate(self):
-        t = self.run.config.training
-        warmup = min(1.0, (self.state["step"] + 1) / max(1, t.warmup_steps))
-        return max(t.min_learning_rate, t.learning_rate * warmup * self.state["lr_scale"])
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._clock is None:
-            self._clock, self._tokens = time.perf_counter(), 0
-        rate = self.learning_rate()
-        if rate != self._rate:
-            # `self.model` syncs JAX's in-flight state into the variables and
-            # makes fit read it back, so the assignment reaches the next step.
-            self.model.optimizer.learning_rate.assign(rate)
-            self._rate = rate
-
-    def on_train_batch_end(self, batch, logs=None):
-        run, t = self.run, self.run.config.training
-        self._tokens += run.plan_tokens(self.state["step"])
-        self.state["step"] += 1
-        elapsed = time.perf_counter() - self._clock
-        rate = self._tokens / elapsed if elapsed > 0 else 0.0
-        if logs is not None:
-            logs["tok_s"] = rate
-        step = self.state["step"]
-        if step % t.log_every == 0:
-            record = dict(kind="train", step=step, epoch=self.state["epoch"],
-                          loss=float(logs["loss"]) if logs else math.nan,
-                          tokens_per_second=rate,
-                          learning_rate=float(self.learning_rate()))
-            run.record(record)
-            self._clock, self._tokens = time.perf_counter(), 0
-        if step % t.checkpoint_every == 0:
-            self.model  # on JAX: sync the in-flight state into the variables
-            run.save_checkpoint()
-
-    def on_epoch_end(self, epoch, logs=None):
-        run, t = self.run, self.run.config.training
-        logs = logs or {}
-        self.state["epoch"] = epoch + 1
-        val_loss = float(logs.get("val_loss", math.nan))
-        record = dict(kind="epoch", step=self.state["step"], epoch=epoch + 1,
-                      loss=float(logs.get("loss", math.nan)), val_loss=val_loss,
-                      learning_rate=float(self.learning_rate()))
-        if t.validation_bleu:
-            record["val_bleu"] = run.validation_bleu()
-            logs["val_bleu"] = record["val_bleu"]
-        improved = val_loss < self.state["best_val_loss"]
-        if improved:
-            self.state.update(best_val_loss=val_loss, best_step=self.state["step"],
-                              wait=0, plateau_wait=0)
-            run.save_best()
-        else:
-            self.state["wait"] += 1
-            self.state["plateau_wait"] += 1
-            if self.state["plateau_wait"] >= t.plateau_patience:
-                self.state["lr_scale"] *= t.plateau_factor
-                self.state["plateau_wait"] = 0
-                log(f"Validation loss has not improved for {t.plateau_patience} "
-                    f"epoch(s): learning rate x{t.plateau_factor} -> {self.learning_rate():.2e}")
-            if self.state["wait"] >= t.early_stopping_patience:
-                log(f"Early stop: no improvement for {self.state['wait']} epochs "
-                    f"(best val_loss {self.state['best_val_loss']:.4f} at step "
-                    f"{self.state['best_step']}).")
-                self.state["finished"] = True
-        if self.state["epoch"] >= t.epochs:
-            self.state["finished"] = True
-        # One `fit` call per epoch: `TrainingRun.train` starts the next one.
-        self.model.stop_training = True
-        run.record(record)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in record.items() if k != "kind"))
-        run.save_checkpoint()
-        self._clock = None
-
-
 # ------------------------------------------------------------------- run
 
 
@@ -313,6 +151,7 @@ class TrainingRun:
         self.directory = Path(config.output_dir)
         self.checkpoints = Checkpoints(self.directory / "checkpoints",
                                        config.training.keep_checkpoints)
+        self.history = History(self.directory)
         self.state = None
         self.strategy = None
 
@@ -380,25 +219,13 @@ class TrainingRun:
     # ---- state
 
     def fresh_state(self):
-        return dict(step=0, epoch=0, lr_scale=1.0, best_val_loss=math.inf, best_step=0,
-                    wait=0, plateau_wait=0, finished=False)
+        return fresh_state()
 
     def save_checkpoint(self):
         self.checkpoints.save(self.model, self.state, self.config)
 
     def record(self, record):
-        with open(self.directory / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if importlib.util.find_spec("tensorflow") is None:
-            return  # TensorBoard's writer needs TensorFlow
-        import tensorflow as tf
-
-        if not hasattr(self, "_writer"):
-            self._writer = tf.summary.create_file_writer(str(self.directory / "logs"))
-        with self._writer.as_default(step=record["step"]):
-            for key, value in record.items():
-                if key not in ("kind", "step", "epoch") and np.isfinite(value):
-                    tf.summary.scalar(key if record["kind"] == "epoch" else f"train/{key}", value)
+        self.history.record(record)
 
     def plan_tokens(self, step):
         """Real target tokens of the batch trained at global `step`.
@@ -500,7 +327,7 @@ class TrainingRun:
                 self.dataset(step, step + steps), epochs=t.epochs, initial_epoch=epoch,
                 steps_per_epoch=steps, shuffle=False,  # the plan has shuffled them
                 validation_data=None if partial else self.valid_dataset(),
-                callbacks=[_PartialEpoch(controller) if partial else controller],
+                callbacks=[PartialEpoch(controller) if partial else controller],
                 verbose=verbose,
             )
         if self.state.get("finished"):
@@ -523,30 +350,6 @@ class BatchList(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.batches[index]
-
-
-class _PartialEpoch(keras.callbacks.Callback):
-    """The controller's batch hooks only (a run stopped inside an epoch)."""
-
-    def __init__(self, controller):
-        super().__init__()
-        self.controller = controller
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.controller.set_model(model)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.controller.on_train_batch_begin(batch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.controller.on_train_batch_end(batch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        self.controller.run.save_checkpoint()
 
 
 def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64,

@@ -1,0 +1,126 @@
+"""The Keras callback that drives a training run, step by step and epoch by epoch.
+
+It holds no policy of its own; each concern has one home:
+
+- the learning rate (warm-up, plateau cuts): `training.schedule.LearningRate`;
+- when the run ends (epoch budget, early stopping): `training.stopping`;
+- checkpoints: `training.checkpoints.Checkpoints` (through the run);
+- history records, console lines, tokens/s: `training.history`.
+
+The controller applies the learning rate before each step, counts steps and
+tokens, writes a history record every `log_every` steps and a checkpoint
+every `checkpoint_every` steps, and at each epoch end runs the validation
+bookkeeping (`end_epoch`).
+"""
+
+import math
+
+import keras
+
+from keras_rnn.training.history import Throughput, format_record, log
+from keras_rnn.training.schedule import LearningRate
+from keras_rnn.training.stopping import EarlyStopping
+
+
+class Controller(keras.callbacks.Callback):
+    """Learning rate, history, checkpoints and epoch ends of a `TrainingRun`.
+
+    Args:
+        run: the `TrainingRun` (config, plan, checkpoints, state).
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+        self.schedule = LearningRate(run.config.training)
+        self.stopping = EarlyStopping(run.config.training)
+        self.throughput = Throughput()
+        self._rate = None
+
+    @property
+    def state(self):
+        return self.run.state
+
+    def learning_rate(self):
+        return self.schedule(self.state)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.throughput.start()
+        rate = self.learning_rate()
+        if rate != self._rate:
+            # `self.model` syncs JAX's in-flight state into the variables and
+            # makes fit read it back, so the assignment reaches the next step.
+            self.model.optimizer.learning_rate.assign(rate)
+            self._rate = rate
+
+    def on_train_batch_end(self, batch, logs=None):
+        run, t = self.run, self.run.config.training
+        rate = self.throughput.add(run.plan_tokens(self.state["step"]))
+        self.state["step"] += 1
+        if logs is not None:
+            logs["tok_s"] = rate
+        step = self.state["step"]
+        if step % t.log_every == 0:
+            record = dict(kind="train", step=step, epoch=self.state["epoch"],
+                          loss=float(logs["loss"]) if logs else math.nan,
+                          tokens_per_second=rate,
+                          learning_rate=float(self.learning_rate()))
+            run.record(record)
+            self.throughput.restart()
+        if step % t.checkpoint_every == 0:
+            self.model  # on JAX: sync the in-flight state into the variables
+            run.save_checkpoint()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        self.end_epoch(epoch, logs)
+        # One `fit` call per epoch: `TrainingRun.train` starts the next one.
+        self.model.stop_training = True
+
+    def end_epoch(self, epoch, logs):
+        """Validation BLEU, best model, plateau, early stop, record, checkpoint."""
+        run, t = self.run, self.run.config.training
+        self.state["epoch"] = epoch + 1
+        val_loss = float(logs.get("val_loss", math.nan))
+        record = dict(kind="epoch", step=self.state["step"], epoch=epoch + 1,
+                      loss=float(logs.get("loss", math.nan)), val_loss=val_loss,
+                      learning_rate=float(self.learning_rate()))
+        if t.validation_bleu:
+            record["val_bleu"] = run.validation_bleu()
+            logs["val_bleu"] = record["val_bleu"]
+        improved, stop_message = self.stopping.end_epoch(self.state, val_loss)
+        if improved:
+            run.save_best()
+        plateau_message = self.schedule.end_epoch(self.state, improved)
+        for message in (plateau_message, stop_message):
+            if message:
+                log(message)
+        self.stopping.epoch_budget_spent(self.state)
+        run.record(record)
+        log(format_record(record))
+        run.save_checkpoint()
+        self.throughput.reset()
+
+
+class PartialEpoch(keras.callbacks.Callback):
+    """The controller's batch hooks only (a run stopped inside an epoch)."""
+
+    def __init__(self, controller):
+        super().__init__()
+        self.controller = controller
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.controller.set_model(model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.controller.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.controller.on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.controller.run.save_checkpoint()
