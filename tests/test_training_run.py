@@ -205,3 +205,80 @@ def test_data_parallel_on_two_cpu_devices_matches_single_device(tmp_path):
         tmp_path, "data_parallel", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     # One program over both devices: the same global token mean.
     np.testing.assert_allclose(parallel, single, rtol=1e-4)
+
+
+def own_lines(stderr):
+    """stderr without TensorFlow's and XLA's start-up log lines."""
+    return [line for line in stderr.strip().splitlines()
+            if line and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))]
+
+
+def history(run_dir):
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_resume_is_exact_through_a_kill_at_every_moment(trained, tmp_path):
+    """Kills (SIGKILL through the `training.faults` hook, no timing) at each
+    moment of a save and of a validation, a full disk, and a `latest` naming
+    a missing directory; each rerun resumes. The run ends with the
+    uninterrupted run's weights, best model, state and logged losses."""
+    full, _ = trained
+    config = write_config(tmp_path, "faults")
+    run = tmp_path / "faults"
+
+    def killed_at(fault):
+        result = cli("train", config, env={"KERAS_RNN_FAULT": fault}, check=False)
+        assert result.returncode == -signal.SIGKILL, (fault, result.stdout, result.stderr)
+        return result
+
+    # In the save of step 4: the new directory renamed in, `latest` not yet
+    # updated: the rerun resumes from step 2, inside epoch 1.
+    killed_at("checkpoint.renamed@4")
+    assert (run / "checkpoints" / "latest").read_text() == "step-00000002"
+    # During the validation of epoch 1 (its steps are in the checkpoint of step 6).
+    result = killed_at("validation@6")
+    assert "Resuming from" in result.stdout and "(step 2, epoch 0)" in result.stdout
+    state = weights(run)[1]
+    assert (state["step"], state["epoch"], state["phase"]) == (6, 0, "validate")
+    # Resumed into that validation; killed again after the best model is saved.
+    result = killed_at("validation.best@6")
+    assert "Validating epoch 1" in result.stdout
+    # A full disk while saving step 8: one line, no traceback, resumable.
+    result = cli("train", config, env={"KERAS_RNN_FAULT": "checkpoint.write@8:enospc"},
+                 check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = own_lines(result.stderr)
+    assert len(lines) == 1 and "no space left on device" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    latest = (run / "checkpoints" / "latest").read_text()
+    assert latest.startswith("step-00000006") and latest in lines[0]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    # `latest` naming a missing directory (what an older version could leave):
+    # the rerun falls back to the newest complete checkpoint. Killed during the
+    # last epoch's validation BLEU.
+    (run / "checkpoints" / "latest").write_text("step-00000011")
+    result = killed_at("validation.bleu@12")
+    assert "names step-00000011, which is missing" in result.stdout
+    assert f"Resuming from {run / 'checkpoints' / latest}" in result.stdout
+    result = cli("train", config)
+    assert "Validating epoch 2" in result.stdout and "Finished at step 12" in result.stdout
+
+    expected, expected_state = weights(full)
+    actual, state = weights(run)
+    for key in ("step", "epoch", "best_step", "wait", "plateau_wait", "finished", "lr_scale"):
+        assert state[key] == expected_state[key], key
+    assert state["best_val_loss"] == pytest.approx(expected_state["best_val_loss"], rel=1e-6)
+    assert set(actual) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    best = json.loads((run / "model" / "best.json").read_text())
+    assert best == pytest.approx(json.loads((full / "model" / "best.json").read_text()))
+    # The same records, and the same losses, as the uninterrupted run.
+    ours, theirs = history(run), history(full)
+    assert [(r["kind"], r["step"]) for r in ours] == [(r["kind"], r["step"]) for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
+        if a["kind"] == "epoch":
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+            assert a["val_bleu"] == pytest.approx(b["val_bleu"], abs=1e-6)

@@ -17,6 +17,7 @@ import math
 
 import keras
 
+from keras_rnn.training import faults
 from keras_rnn.training.history import Throughput, format_record, log
 from keras_rnn.training.schedule import LearningRate
 from keras_rnn.training.stopping import EarlyStopping
@@ -36,6 +37,12 @@ class Controller(keras.callbacks.Callback):
         self.stopping = EarlyStopping(run.config.training)
         self.throughput = Throughput()
         self._rate = None
+        self._loss_base, self._rows = [0.0, 0], 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras's loss is a running mean over this `fit` call, weighted by
+        # batch rows; the state adds it to what the epoch had before a resume.
+        self._loss_base, self._rows = list(self.state["epoch_loss"]), 0
 
     @property
     def state(self):
@@ -56,20 +63,44 @@ class Controller(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.training
         rate = self.throughput.add(run.plan_tokens(self.state["step"]))
+        self._rows += run.plan_rows(self.state["step"])
+        if logs and "loss" in logs:
+            base_sum, base_rows = self._loss_base
+            self.state["epoch_loss"] = [base_sum + float(logs["loss"]) * self._rows,
+                                        base_rows + self._rows]
         self.state["step"] += 1
         if logs is not None:
             logs["tok_s"] = rate
         step = self.state["step"]
+        if step % run.steps_per_epoch == 0:
+            self.state["phase"] = "validate"  # the epoch's steps are done
+        faults.point("step", step)
         if step % t.log_every == 0:
             record = dict(kind="train", step=step, epoch=self.state["epoch"],
-                          loss=float(logs["loss"]) if logs else math.nan,
-                          tokens_per_second=rate,
+                          loss=self.epoch_loss(), tokens_per_second=rate,
                           learning_rate=float(self.learning_rate()))
             run.record(record)
+            if run.verbose == 2:  # no progress bar: one line per window
+                log(format_record(record))
             self.throughput.restart()
         if step % t.checkpoint_every == 0:
             self.model  # on JAX: sync the in-flight state into the variables
             run.save_checkpoint()
+
+    def epoch_loss(self):
+        """The mean batch loss of the current epoch so far (weighted by rows)."""
+        total, rows = self.state["epoch_loss"]
+        return total / rows if rows else math.nan
+
+    def on_test_begin(self, logs=None):
+        faults.point("validation", self.state["step"])
+
+    def validate(self, epoch, dataset):
+        """Validates epoch `epoch` (0-based) whose steps are done: a resume
+        from a checkpoint written before that epoch's validation."""
+        model = self.run.model
+        result = model.evaluate(dataset, callbacks=[self], verbose=0, return_dict=True)
+        self.end_epoch(epoch, {"val_loss": result["loss"]})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -83,14 +114,16 @@ class Controller(keras.callbacks.Callback):
         self.state["epoch"] = epoch + 1
         val_loss = float(logs.get("val_loss", math.nan))
         record = dict(kind="epoch", step=self.state["step"], epoch=epoch + 1,
-                      loss=float(logs.get("loss", math.nan)), val_loss=val_loss,
+                      loss=self.epoch_loss(), val_loss=val_loss,
                       learning_rate=float(self.learning_rate()))
         if t.validation_bleu:
+            faults.point("validation.bleu", self.state["step"])
             record["val_bleu"] = run.validation_bleu()
             logs["val_bleu"] = record["val_bleu"]
         improved, stop_message = self.stopping.end_epoch(self.state, val_loss)
         if improved:
             run.save_best()
+            faults.point("validation.best", self.state["step"])
         plateau_message = self.schedule.end_epoch(self.state, improved)
         for message in (plateau_message, stop_message):
             if message:
@@ -98,6 +131,7 @@ class Controller(keras.callbacks.Callback):
         self.stopping.epoch_budget_spent(self.state)
         run.record(record)
         log(format_record(record))
+        self.state.update(phase="train", epoch_loss=[0.0, 0])
         run.save_checkpoint()
         self.throughput.reset()
 
@@ -112,6 +146,9 @@ class PartialEpoch(keras.callbacks.Callback):
     def set_model(self, model):
         super().set_model(model)
         self.controller.set_model(model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.controller.on_epoch_begin(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.controller.on_train_batch_begin(batch, logs)

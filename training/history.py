@@ -8,6 +8,7 @@ installed, the same scalars in TensorBoard event files under `logs/`.
 
 import importlib.util
 import json
+import os
 import time
 
 import numpy as np
@@ -37,6 +38,26 @@ class History:
     @staticmethod
     def tensorboard_available():
         return importlib.util.find_spec("tensorflow") is not None
+
+    def truncate(self, step, epoch):
+        """Drops the records after `step` (train) and `epoch` (epoch), on resume."""
+        path = self.directory / "history.jsonl"
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if (record["step"] <= step if record.get("kind") == "train"
+                    else record.get("epoch", 0) <= epoch):
+                kept.append(line)
+        if kept != lines:
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+            os.replace(temporary, path)
 
     def record(self, record):
         with open(self.directory / "history.jsonl", "a", encoding="utf-8") as f:

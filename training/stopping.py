@@ -41,6 +41,14 @@ class EarlyStopping:
 
 
 def fresh_state():
-    """The state of a run before its first step (saved in every checkpoint)."""
-    return dict(step=0, epoch=0, lr_scale=1.0, best_val_loss=math.inf, best_step=0,
-                wait=0, plateau_wait=0, finished=False)
+    """The state of a run before its first step (saved in every checkpoint).
+
+    `step`: global steps trained; `epoch`: epochs validated; `phase`: "train"
+    inside an epoch, "validate" once an epoch's steps are done and before its
+    validation is (a checkpoint at the epoch's last step says so, and a run
+    resumed from it validates that epoch); `epoch_loss`: `[sum, rows]` of the
+    current epoch's batch losses weighted by batch rows (Keras's running
+    mean), so an epoch interrupted and resumed logs the same loss.
+    """
+    return dict(step=0, epoch=0, phase="train", epoch_loss=[0.0, 0], lr_scale=1.0,
+                best_val_loss=math.inf, best_step=0, wait=0, plateau_wait=0, finished=False)

@@ -13,11 +13,16 @@ A run lives in `config.output_dir`:
 Checkpoints are written every `checkpoint_every` steps and at epoch ends,
 each to a temporary directory renamed into place, then `latest` is
 replaced: a run killed at any moment (even `kill -9` during a save) keeps
-its last complete checkpoint. Running the same command again resumes from
-it: the weights, the optimizer, the learning-rate schedule, early stopping,
-the dropout seeds and the position in the batch stream (a pure function of
-the seed and the step, `training.pipeline`), so the resumed run ends with
-the same weights as an uninterrupted one.
+its last complete checkpoint (`training.checkpoints`). Running the same
+command again resumes from it: the weights, the optimizer, the
+learning-rate schedule, early stopping, the dropout seeds, the running epoch
+loss and the position in the batch stream (a pure function of the seed and
+the step, `training.pipeline`), so the resumed run ends with the same weights
+and logs the same losses as an uninterrupted one. A checkpoint written at an
+epoch's last step, before its validation, says so (`phase`): a run killed
+during that validation resumes into it. A full disk stops the run with one
+line, its last complete checkpoint intact. Nothing is written into the run
+directory before the config and the data have passed their checks.
 
 The pieces, each in its own module: the learning rate (warm-up, plateau
 cuts) in `training.schedule`, when a run ends (epoch budget, early stopping)
@@ -28,12 +33,14 @@ to a global norm of `clip_norm` (Pascanu et al. 2013).
 """
 
 import contextlib
+import errno
 import importlib.util
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +73,16 @@ def tokenizer_path(config, lang):
     return Path(config.output_dir) / f"tokenizer.{lang}.model"
 
 
-def load_tokenizers(config, train_if_missing=True):
-    """The run's two tokenizers, trained on the training split when missing."""
+def load_tokenizers(config, train_if_missing=True, staging=None):
+    """The run's two tokenizers, trained on the training split when missing.
+
+    Args:
+        config: the run's `Config`.
+        train_if_missing: train a missing tokenizer (else FileNotFoundError).
+        staging: a directory to train missing tokenizers into (default: the
+            run directory); `TrainingRun.setup` moves them into the run only
+            once the data has passed every check.
+    """
     d = config.data
     tokenizers = []
     for lang, size in ((d.source_lang, config.tokenizer.source_vocab_size),
@@ -78,6 +93,8 @@ def load_tokenizers(config, train_if_missing=True):
             continue
         if not train_if_missing:
             raise FileNotFoundError(f"{path}: no tokenizer (train the run first).")
+        if staging is not None:
+            path = Path(staging) / path.name
         text = Path(d.dir) / f"{d.train_split}.{lang}"
         data_lib.read_lines(text)  # clear errors before SentencePiece sees the file
         log(f"Training the {lang} SentencePiece model ({size} pieces) on {text}")
@@ -88,21 +105,54 @@ def load_tokenizers(config, train_if_missing=True):
     return tokenizers
 
 
-def load_corpus(config):
-    """Reads, checks and tokenizes the training and validation splits."""
-    d = config.data
-    train_lines = data_lib.read_parallel(
-        *data_lib.corpus_paths(d.dir, d.train_split, d.source_lang, d.target_lang))
-    valid_lines = data_lib.read_parallel(
-        *data_lib.corpus_paths(d.dir, d.valid_split, d.source_lang, d.target_lang))
-    source_tokenizer, target_tokenizer = load_tokenizers(config)
+def load_corpus(config, staging=None, replicas=1):
+    """Reads, checks and tokenizes the training and validation splits.
+
+    Every data problem raises `DataError` naming the file and line, also a
+    pair too long for `training.max_tokens` (`check_lengths`).
+    """
+    d, t = config.data, config.training
+    train_paths = data_lib.corpus_paths(d.dir, d.train_split, d.source_lang, d.target_lang)
+    valid_paths = data_lib.corpus_paths(d.dir, d.valid_split, d.source_lang, d.target_lang)
+    train_lines = data_lib.read_parallel(*train_paths)
+    valid_lines = data_lib.read_parallel(*valid_paths)
+    source_tokenizer, target_tokenizer = load_tokenizers(config, staging=staging)
     train = ParallelData.encode(source_tokenizer, target_tokenizer, *train_lines)
     keep = np.flatnonzero(train.lengths() <= d.max_length)
     skipped = len(train) - len(keep)
     if skipped:
         train = train.subset(keep)
     valid = ParallelData.encode(source_tokenizer, target_tokenizer, *valid_lines)
+    check_lengths(train, train_paths, t, line_numbers=keep + 1, replicas=replicas)
+    check_lengths(valid, valid_paths, t, replicas=replicas)
     return Corpus(source_tokenizer, target_tokenizer, train, valid, valid_lines[1], skipped)
+
+
+def check_lengths(data, paths, training, line_numbers=None, replicas=1):
+    """Raises `DataError` (file, line) for the first pair no batch can hold.
+
+    A batch holds `max_tokens` padded tokens on each side, in rows of a
+    multiple of the replicas: a pair longer than `max_tokens // multiple`
+    (after rounding up to `bucket_width`) fits no batch.
+    """
+    multiple = math.lcm(replicas, training.batch_multiple)
+    limit = training.max_tokens // multiple
+    width = training.bucket_width
+    padded = -(-data.lengths() // width) * width
+    (bad,) = np.nonzero(padded > limit)
+    if not len(bad):
+        return
+    i = int(bad[0])
+    source_longer = data.source_lengths[i] >= data.target_lengths[i]
+    path = paths[0] if source_longer else paths[1]
+    line = int(line_numbers[i]) if line_numbers is not None else i + 1
+    tokens = int(data.lengths()[i])
+    raise data_lib.DataError(
+        f"{path}: line {line} is {tokens} subword tokens long ({int(padded[i])} rounded up to "
+        f"training.bucket_width={width}), more than a batch of training.max_tokens="
+        f"{training.max_tokens} holds ({limit} per row"
+        + (f" with batches of a multiple of {multiple} rows" if multiple > 1 else "")
+        + "); shorten or remove the line, or raise training.max_tokens.", path, line)
 
 
 def build_model(config, source_vocab_size, target_vocab_size):
@@ -150,7 +200,8 @@ class TrainingRun:
         self.devices = devices
         self.directory = Path(config.output_dir)
         self.checkpoints = Checkpoints(self.directory / "checkpoints",
-                                       config.training.keep_checkpoints)
+                                       config.training.keep_checkpoints, log=log)
+        self.verbose = 1 if sys.stdout.isatty() else 2  # progress bar, or a line per epoch
         self.history = History(self.directory)
         self.state = None
         self.strategy = None
@@ -183,14 +234,23 @@ class TrainingRun:
         return 1
 
     def setup(self):
+        """Checks the config and the data, then prepares the run directory.
+
+        Nothing is written into the run directory before the pipeline, the
+        data files and the pair lengths have passed their checks: missing
+        tokenizers are trained into a temporary directory and moved in after.
+        """
         config, t = self.config, self.config.training
         self._pipeline_kind()  # an impossible pipeline fails before anything is written
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config.save(self.directory / "config.yaml")
         replicas = self._distribution()  # first: logical devices precede any op
         keras.config.set_dtype_policy(t.precision)
         keras.utils.set_random_seed(t.seed)
-        self.corpus = c = load_corpus(config)
+        with tempfile.TemporaryDirectory(prefix="keras-rnn-tokenizers-") as staging:
+            self.corpus = c = load_corpus(config, staging=staging, replicas=replicas)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for trained in Path(staging).iterdir():
+                shutil.move(str(trained), str(self.directory / trained.name))
+        config.save(self.directory / "config.yaml")
         if c.skipped:
             log(f"Skipped {c.skipped} training pairs longer than {config.data.max_length} tokens.")
         self.plan = BatchPlan(
@@ -223,9 +283,14 @@ class TrainingRun:
 
     def save_checkpoint(self):
         self.checkpoints.save(self.model, self.state, self.config)
+        self._saved_state = dict(self.state)
 
     def record(self, record):
         self.history.record(record)
+
+    def plan_rows(self, step):
+        """Rows (real and empty) of the batch trained at global `step`."""
+        return len(self.plan.batch_at(step)[1])
 
     def plan_tokens(self, step):
         """Real target tokens of the batch trained at global `step`.
@@ -291,8 +356,28 @@ class TrainingRun:
             return tf_dataset(self.corpus.valid, self.valid_plan)
         return BatchList(list(numpy_batches(self.corpus.valid, self.valid_plan)))
 
+    def resume(self):
+        """The state of the newest complete checkpoint (weights loaded), or a fresh one.
+
+        `history.jsonl` is cut back to the records of the steps and epochs
+        the checkpoint holds, so a resumed run's history is the
+        uninterrupted run's (the steps after the checkpoint are redone).
+        """
+        latest = self.checkpoints.latest()
+        if latest is None:
+            self.state = self.fresh_state()
+        else:
+            self.state = self.checkpoints.restore(self.model, latest)
+            self._saved_state = dict(self.state)
+            log(f"Resuming from {latest} (step {self.state['step']}, epoch {self.state['epoch']})")
+        self.history.truncate(self.state["step"], self.state["epoch"])
+        return self.state
+
     def train(self, stop_after_steps=None):
         """Trains (or resumes) to the end. Returns the final state.
+
+        A full disk stops the run with `DiskFull` (one line; the last
+        complete checkpoint is kept, so the same command resumes).
 
         Args:
             stop_after_steps: stop once the global step reaches this (used to
@@ -300,18 +385,33 @@ class TrainingRun:
         """
         if not hasattr(self, "model"):
             self.setup()
-        latest = self.checkpoints.latest()
-        if latest is not None:
-            self.state = self.checkpoints.restore(self.model, latest)
-            log(f"Resuming from {latest} (step {self.state['step']}, epoch {self.state['epoch']})")
-        else:
-            self.state = self.fresh_state()
+        self.resume()
+        try:
+            return self._train(stop_after_steps)
+        except OSError as error:
+            if error.errno != errno.ENOSPC and "No space left" not in str(error):
+                raise
+            latest = self.checkpoints.latest()
+            raise DiskFull(
+                f"no space left on device ({error.filename or self.directory}); training "
+                f"stopped at step {self.state['step']}. The last complete checkpoint, "
+                f"{latest.name if latest else 'none'}, is kept: free some space and run the "
+                "same command to resume.") from None
+
+    def _train(self, stop_after_steps):
         t, S = self.config.training, self.steps_per_epoch
         controller = Controller(self)
-        verbose = 1 if sys.stdout.isatty() else 2
-        while not self.state["finished"]:
+        while True:
             step = self.state["step"]
             epoch, done = divmod(step, S)
+            if done == 0 and self.state["epoch"] < epoch:
+                # Killed during the validation of epoch `epoch`: its steps are
+                # in the checkpoint, its validation is not. Validate it now.
+                log(f"Validating epoch {epoch} (interrupted during its validation)")
+                controller.validate(epoch - 1, self.valid_dataset())
+                continue
+            if self.state["finished"]:
+                break
             if epoch >= t.epochs:
                 self.state["finished"] = True
                 break
@@ -328,14 +428,19 @@ class TrainingRun:
                 steps_per_epoch=steps, shuffle=False,  # the plan has shuffled them
                 validation_data=None if partial else self.valid_dataset(),
                 callbacks=[PartialEpoch(controller) if partial else controller],
-                verbose=verbose,
+                verbose=self.verbose,
             )
         if self.state.get("finished"):
-            self.save_checkpoint()
+            if self.state != getattr(self, "_saved_state", None):
+                self.save_checkpoint()
             log(f"Finished at step {self.state['step']}; best val_loss "
                 f"{self.state['best_val_loss']:.4f} at step {self.state['best_step']}; "
                 f"model in {self.directory / 'model'}")
         return self.state
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up: the run stopped, its last complete checkpoint kept."""
 
 
 class BatchList(keras.utils.PyDataset):
