@@ -14,6 +14,8 @@ bookkeeping (`end_epoch`).
 """
 
 import math
+import signal
+import threading
 
 import keras
 
@@ -21,6 +23,36 @@ from keras_rnn.training import faults
 from keras_rnn.training.history import Throughput, format_record, log
 from keras_rnn.training.schedule import LearningRate
 from keras_rnn.training.stopping import EarlyStopping
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the run; the message names the checkpoint written."""
+
+
+class CtrlC:
+    """While entered, the first SIGINT asks the run to stop (`requested`);
+    the controller then checkpoints the step in progress and raises
+    `Interrupted`. A second SIGINT raises `KeyboardInterrupt` at once.
+    Outside the main thread (no signal handlers there) it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *error):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class Controller(keras.callbacks.Callback):
@@ -83,9 +115,17 @@ class Controller(keras.callbacks.Callback):
             if run.verbose == 2:  # no progress bar: one line per window
                 log(format_record(record))
             self.throughput.restart()
-        if step % t.checkpoint_every == 0:
+        if step % t.checkpoint_every == 0 or run.ctrl_c.requested:
             self.model  # on JAX: sync the in-flight state into the variables
             run.save_checkpoint()
+        self.stop_if_requested()
+
+    def stop_if_requested(self):
+        """After Ctrl-C: raises `Interrupted` (the step's checkpoint is written)."""
+        if self.run.ctrl_c.requested:
+            latest = self.run.checkpoints.latest()
+            raise Interrupted(f"interrupted at step {self.state['step']}; checkpoint "
+                              f"{latest} written (run the same command to resume).")
 
     def epoch_loss(self):
         """The mean batch loss of the current epoch so far (weighted by rows)."""
@@ -134,6 +174,7 @@ class Controller(keras.callbacks.Callback):
         self.state.update(phase="train", epoch_loss=[0.0, 0])
         run.save_checkpoint()
         self.throughput.reset()
+        self.stop_if_requested()
 
 
 class PartialEpoch(keras.callbacks.Callback):
