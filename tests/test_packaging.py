@@ -205,7 +205,8 @@ def test_training_commands_run_without_grpc_protobuf_or_tensorflow(small_install
 
     result = run_small(small_install, tmp_path, "translate", run, "Ein Hund rennt.", "--method", "greedy")
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.strip().splitlines()) == 1
+    # One line per sentence (a 4-step model may well translate it as "").
+    assert result.stdout.count("\n") == 1, result.stdout
 
     result = run_small(small_install, tmp_path, "evaluate", run, "--limit", "8", "--beam-size", "2",
                          "--output", tmp_path / "out.txt")
