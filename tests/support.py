@@ -41,14 +41,14 @@ def write_config(tmp_path, name, **sections):
     return path
 
 
-def cli(*args, env=None, check=True, wait=True, input=None):
+def cli(*args, env=None, check=True, wait=True, input=None, cwd=ROOT):
     environment = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3",
                    **(env or {})}
     command = [sys.executable, "-m", "keras_rnn", *map(str, args)]
     if not wait:
-        return subprocess.Popen(command, cwd=ROOT, env=environment,
+        return subprocess.Popen(command, cwd=cwd, env=environment,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True,
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True,
                             text=True, timeout=900, input=input)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")

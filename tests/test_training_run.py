@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.support import BACKEND, MULTI30K, cli, write_config
+from tests.support import BACKEND, MULTI30K, ROOT, cli, write_config
 
 pytestmark = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
 
@@ -56,6 +56,9 @@ def test_training_run_writes_everything(trained):
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [2, 4, 6, 8, 10, 12]
     assert all(r["tokens_per_second"] > 0 for r in train)
+    # Without a terminal (no progress bar) each window is also a console line.
+    windows = [line for line in stdout.splitlines() if "tokens_per_second=" in line]
+    assert [line.split()[0] for line in windows] == [f"step={r['step']}" for r in train]
     # Warm-up: lr = 0.01 * (step + 1) / 4 until step 3, then flat.
     assert train[0]["learning_rate"] == pytest.approx(0.01 * 3 / 4)
     assert train[2]["learning_rate"] == pytest.approx(0.01)
@@ -205,3 +208,153 @@ def test_data_parallel_on_two_cpu_devices_matches_single_device(tmp_path):
         tmp_path, "data_parallel", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     # One program over both devices: the same global token mean.
     np.testing.assert_allclose(parallel, single, rtol=1e-4)
+
+
+def own_lines(stderr):
+    """stderr without TensorFlow's and XLA's start-up log lines."""
+    return [line for line in stderr.strip().splitlines()
+            if line and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))]
+
+
+def history(run_dir):
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_resume_is_exact_through_a_kill_at_every_moment(trained, tmp_path):
+    """Kills (SIGKILL through the `training.faults` hook, no timing) at each
+    moment of a save and of a validation, a full disk, and a `latest` naming
+    a missing directory; each rerun resumes. The run ends with the
+    uninterrupted run's weights, best model, state and logged losses."""
+    full, _ = trained
+    config = write_config(tmp_path, "faults")
+    run = tmp_path / "faults"
+
+    def killed_at(fault):
+        result = cli("train", config, env={"KERAS_RNN_FAULT": fault}, check=False)
+        assert result.returncode == -signal.SIGKILL, (fault, result.stdout, result.stderr)
+        return result
+
+    # In the save of step 4: the new directory renamed in, `latest` not yet
+    # updated: the rerun resumes from step 2, inside epoch 1.
+    killed_at("checkpoint.renamed@4")
+    assert (run / "checkpoints" / "latest").read_text() == "step-00000002"
+    # During the validation of epoch 1 (its steps are in the checkpoint of step 6).
+    result = killed_at("validation@6")
+    assert "Resuming from" in result.stdout and "(step 2, epoch 0)" in result.stdout
+    state = weights(run)[1]
+    assert (state["step"], state["epoch"], state["phase"]) == (6, 0, "validate")
+    # Resumed into that validation; killed again after the best model is saved.
+    result = killed_at("validation.best@6")
+    assert "Validating epoch 1" in result.stdout
+    # A full disk while saving step 8: one line, no traceback, resumable.
+    result = cli("train", config, env={"KERAS_RNN_FAULT": "checkpoint.write@8:enospc"},
+                 check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = own_lines(result.stderr)
+    assert len(lines) == 1 and "no space left on device" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    latest = (run / "checkpoints" / "latest").read_text()
+    assert latest.startswith("step-00000006") and latest in lines[0]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    # `latest` naming a missing directory (what an older version could leave):
+    # the rerun falls back to the newest complete checkpoint. Killed during the
+    # last epoch's validation BLEU.
+    (run / "checkpoints" / "latest").write_text("step-00000011")
+    result = killed_at("validation.bleu@12")
+    assert "names step-00000011, which is missing" in result.stdout
+    assert f"Resuming from {run / 'checkpoints' / latest}" in result.stdout
+    result = cli("train", config)
+    assert "Validating epoch 2" in result.stdout and "Finished at step 12" in result.stdout
+
+    expected, expected_state = weights(full)
+    actual, state = weights(run)
+    for key in ("step", "epoch", "best_step", "wait", "plateau_wait", "finished", "lr_scale"):
+        assert state[key] == expected_state[key], key
+    assert state["best_val_loss"] == pytest.approx(expected_state["best_val_loss"], rel=1e-6)
+    assert set(actual) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    best = json.loads((run / "model" / "best.json").read_text())
+    assert best == pytest.approx(json.loads((full / "model" / "best.json").read_text()))
+    # The same records, and the same losses, as the uninterrupted run.
+    ours, theirs = history(run), history(full)
+    assert [(r["kind"], r["step"]) for r in ours] == [(r["kind"], r["step"]) for r in theirs]
+    for a, b in zip(ours, theirs):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), (a, b)
+        if a["kind"] == "epoch":
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+            assert a["val_bleu"] == pytest.approx(b["val_bleu"], abs=1e-6)
+
+
+def test_ctrl_c_checkpoints_then_resumes_and_more_epochs_continue_the_run(trained, tmp_path):
+    """Ctrl-C (SIGINT sent at step 3 through the `training.faults` hook):
+    a checkpoint at step 3, one line, no traceback; the rerun ends with the
+    uninterrupted run's weights; raising training.epochs continues the
+    finished run. The config names its data relative to its own directory,
+    and evaluate/plot work from another working directory."""
+    full, _ = trained
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "corpus").symlink_to(MULTI30K)
+    config = write_config(configs, "ctrl_c", data={"dir": "corpus"})  # not in the cwd
+    run = configs / "ctrl_c"
+    result = cli("train", config, env={"KERAS_RNN_FAULT": "step@3:sigint"}, check=False)
+    assert result.returncode == 130, result.stdout + result.stderr
+    lines = own_lines(result.stderr)
+    assert len(lines) == 1 and "interrupted at step 3" in lines[0], result.stderr
+    assert "step-00000003" in lines[0] and "Traceback" not in result.stdout
+    assert weights(run)[1]["step"] == 3
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["dir"] == str((configs / "corpus").resolve())
+
+    result = cli("train", config)
+    assert "(step 3, epoch 0)" in result.stdout and "Finished at step 12" in result.stdout
+    expected, _ = weights(full)
+    actual, _ = weights(run)
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+    result = cli("train", config, "--set", "training.epochs=3")
+    assert "Continuing the finished run: training.epochs is now 3" in result.stdout
+    assert "Finished at step 18" in result.stdout
+    assert [r["epoch"] for r in history(run) if r["kind"] == "epoch"] == [1, 2, 3]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = cli("evaluate", run, "--limit", "4", "--beam-size", "2", cwd=elsewhere)
+    assert "BLEU (cased)" in result.stdout
+    result = cli("plot", run, "--index", "0", cwd=elsewhere)
+    assert result.stdout.split()[-1].endswith("attention_0.png")
+
+
+def test_shipped_configs_find_their_data_from_any_directory(tmp_path, monkeypatch):
+    from keras_rnn.training.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("quick", "multi30k_de_en", "multi30k_en_de"):
+        config = Config.load(ROOT / "training" / "configs" / f"{name}.yaml")
+        assert Path(config.data.dir) == MULTI30K.resolve(), name
+        assert config.training.bucket_width == 8 or name == "quick"
+        config = Config.load(ROOT / "training" / "configs" / f"{name}.yaml",
+                             overrides=["data.dir=here"])
+        assert config.data.dir == str(tmp_path / "here")  # an override: the working directory
+
+
+def test_an_over_long_validation_line_is_named_before_anything_is_written(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("val", "test_2016_flickr"):
+        for lang in ("de", "en"):
+            lines = (MULTI30K / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+            if split == "test_2016_flickr" and lang == "en":
+                lines[2] = " ".join(["A dog runs through the snow."] * 80)
+            (data / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = write_config(tmp_path, "long", data={"dir": str(data)})
+    result = cli("train", config, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = own_lines(result.stderr)
+    assert len(lines) == 1 and f"{data / 'test_2016_flickr.en'}: line 3 is" in lines[0], lines
+    assert "training.max_tokens=384" in lines[0]
+    assert not (tmp_path / "long").exists()  # not even the tokenizers or config.yaml

@@ -12,12 +12,22 @@ import numpy as np
 
 
 def train(args):
-    """`keras-rnn train`."""
+    """`keras-rnn train`: Ctrl-C checkpoints the step it stops at and exits
+    with one line (status 130), no traceback; the same command resumes."""
     from keras_rnn.training.config import Config
+    from keras_rnn.training.controller import Interrupted
     from keras_rnn.training.train import TrainingRun
 
-    config = Config.load(args.config, overrides=args.set)
-    TrainingRun(config).train()
+    try:
+        config = Config.load(args.config, overrides=args.set)
+        TrainingRun(config).train()
+    except Interrupted as stop:
+        print(f"keras-rnn train: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("keras-rnn train: interrupted; the last complete checkpoint is kept "
+              "(run the same command to resume).", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -13,28 +13,34 @@ A run lives in `config.output_dir`:
 Checkpoints are written every `checkpoint_every` steps and at epoch ends,
 each to a temporary directory renamed into place, then `latest` is
 replaced: a run killed at any moment (even `kill -9` during a save) keeps
-its last complete checkpoint. Running the same command again resumes from
-it: the weights, the optimizer, the learning-rate schedule, early stopping,
-the dropout seeds and the position in the batch stream (a pure function of
-the seed and the step, `training.pipeline`), so the resumed run ends with
-the same weights as an uninterrupted one.
+its last complete checkpoint (`training.checkpoints`). Running the same
+command again resumes from it: the weights, the optimizer, the
+learning-rate schedule, early stopping, the dropout seeds, the running epoch
+loss and the position in the batch stream (a pure function of the seed and
+the step, `training.pipeline`), so the resumed run ends with the same weights
+and logs the same losses as an uninterrupted one. A checkpoint written at an
+epoch's last step, before its validation, says so (`phase`): a run killed
+during that validation resumes into it. A full disk stops the run with one
+line, its last complete checkpoint intact. Nothing is written into the run
+directory before the config and the data have passed their checks.
 
-The learning rate is `lr * min(1, (step + 1) / warmup_steps) * scale`, where
-`scale` is multiplied by `plateau_factor` when the validation loss has not
-improved for `plateau_patience` epochs (never below `min_learning_rate`);
-training stops early after `early_stopping_patience` epochs without
-improvement, keeping the best weights. Gradients are clipped to a global
-norm of `clip_norm` (Pascanu et al. 2013).
+The pieces, each in its own module: the learning rate (warm-up, plateau
+cuts) in `training.schedule`, when a run ends (epoch budget, early stopping)
+in `training.stopping`, checkpoints in `training.checkpoints`, history and
+console lines in `training.history`, and the Keras callback that calls them
+at each step and epoch end in `training.controller`. Gradients are clipped
+to a global norm of `clip_norm` (Pascanu et al. 2013).
 """
 
 import contextlib
+import errno
 import importlib.util
 import json
 import math
 import os
 import shutil
 import sys
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +51,10 @@ import keras_rnn
 from keras_rnn.training import data as data_lib
 from keras_rnn.training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
 from keras_rnn.tokenizer import Tokenizer, train_tokenizer
-
-SEED_STATE = "seed_generator_state"
+from keras_rnn.training.checkpoints import Checkpoints
+from keras_rnn.training.controller import Controller, CtrlC, PartialEpoch
+from keras_rnn.training.history import History, log
+from keras_rnn.training.stopping import fresh_state
 
 
 @dataclass
@@ -61,16 +69,20 @@ class Corpus:
     skipped: int
 
 
-def log(message):
-    print(message, flush=True)
-
-
 def tokenizer_path(config, lang):
     return Path(config.output_dir) / f"tokenizer.{lang}.model"
 
 
-def load_tokenizers(config, train_if_missing=True):
-    """The run's two tokenizers, trained on the training split when missing."""
+def load_tokenizers(config, train_if_missing=True, staging=None):
+    """The run's two tokenizers, trained on the training split when missing.
+
+    Args:
+        config: the run's `Config`.
+        train_if_missing: train a missing tokenizer (else FileNotFoundError).
+        staging: a directory to train missing tokenizers into (default: the
+            run directory); `TrainingRun.setup` moves them into the run only
+            once the data has passed every check.
+    """
     d = config.data
     tokenizers = []
     for lang, size in ((d.source_lang, config.tokenizer.source_vocab_size),
@@ -81,6 +93,8 @@ def load_tokenizers(config, train_if_missing=True):
             continue
         if not train_if_missing:
             raise FileNotFoundError(f"{path}: no tokenizer (train the run first).")
+        if staging is not None:
+            path = Path(staging) / path.name
         text = Path(d.dir) / f"{d.train_split}.{lang}"
         data_lib.read_lines(text)  # clear errors before SentencePiece sees the file
         log(f"Training the {lang} SentencePiece model ({size} pieces) on {text}")
@@ -91,21 +105,76 @@ def load_tokenizers(config, train_if_missing=True):
     return tokenizers
 
 
-def load_corpus(config):
-    """Reads, checks and tokenizes the training and validation splits."""
-    d = config.data
-    train_lines = data_lib.read_parallel(
-        *data_lib.corpus_paths(d.dir, d.train_split, d.source_lang, d.target_lang))
-    valid_lines = data_lib.read_parallel(
-        *data_lib.corpus_paths(d.dir, d.valid_split, d.source_lang, d.target_lang))
-    source_tokenizer, target_tokenizer = load_tokenizers(config)
+def load_corpus(config, staging=None, replicas=1):
+    """Reads, checks and tokenizes the training and validation splits.
+
+    Every data problem raises `DataError` naming the file and line, also a
+    pair too long for `training.max_tokens` (`check_lengths`).
+    """
+    d, t = config.data, config.training
+    train_paths = data_lib.corpus_paths(d.dir, d.train_split, d.source_lang, d.target_lang)
+    valid_paths = data_lib.corpus_paths(d.dir, d.valid_split, d.source_lang, d.target_lang)
+    train_lines = data_lib.read_parallel(*train_paths)
+    valid_lines = data_lib.read_parallel(*valid_paths)
+    source_tokenizer, target_tokenizer = load_tokenizers(config, staging=staging)
     train = ParallelData.encode(source_tokenizer, target_tokenizer, *train_lines)
     keep = np.flatnonzero(train.lengths() <= d.max_length)
     skipped = len(train) - len(keep)
     if skipped:
         train = train.subset(keep)
     valid = ParallelData.encode(source_tokenizer, target_tokenizer, *valid_lines)
+    check_lengths(train, train_paths, t, line_numbers=keep + 1, replicas=replicas)
+    check_lengths(valid, valid_paths, t, replicas=replicas)
     return Corpus(source_tokenizer, target_tokenizer, train, valid, valid_lines[1], skipped)
+
+
+def check_lengths(data, paths, training, line_numbers=None, replicas=1):
+    """Raises `DataError` (file, line) for the first pair no batch can hold.
+
+    A batch holds `max_tokens` padded tokens on each side, in rows of a
+    multiple of the replicas: a pair longer than `max_tokens // multiple`
+    (after rounding up to `bucket_width`) fits no batch.
+    """
+    multiple = math.lcm(replicas, training.batch_multiple)
+    limit = training.max_tokens // multiple
+    width = training.bucket_width
+    padded = -(-data.lengths() // width) * width
+    (bad,) = np.nonzero(padded > limit)
+    if not len(bad):
+        return
+    i = int(bad[0])
+    source_longer = data.source_lengths[i] >= data.target_lengths[i]
+    path = paths[0] if source_longer else paths[1]
+    line = int(line_numbers[i]) if line_numbers is not None else i + 1
+    tokens = int(data.lengths()[i])
+    raise data_lib.DataError(
+        f"{path}: line {line} is {tokens} subword tokens long ({int(padded[i])} rounded up to "
+        f"training.bucket_width={width}), more than a batch of training.max_tokens="
+        f"{training.max_tokens} holds ({limit} per row"
+        + (f" with batches of a multiple of {multiple} rows" if multiple > 1 else "")
+        + "); shorten or remove the line, or raise training.max_tokens.", path, line)
+
+
+def jit_compile_for(setting):
+    """`(use_xla, reason)` for `training.jit_compile` (true, false or auto).
+
+    auto: XLA on JAX always (without `jit` JAX traces and compiles every
+    `lax.scan` anew at each step); on TensorFlow only on a GPU (on 2 CPU
+    cores the De->En config trained at 1,133 real target tok/s with XLA and
+    1,864 without, issue 17).
+    """
+    if setting != "auto":
+        return bool(setting), "training.jit_compile"
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True, "auto: always on JAX"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return True, "auto: TensorFlow on a GPU"
+        return False, "auto: TensorFlow on CPU, where XLA is slower"
+    return False, f"auto: backend {backend}"
 
 
 def build_model(config, source_vocab_size, target_vocab_size):
@@ -131,169 +200,10 @@ def build_model(config, source_vocab_size, target_vocab_size):
     model.compile(
         optimizer,
         keras_rnn.SequenceLoss(label_smoothing=t.label_smoothing),
-        jit_compile=bool(t.jit_compile),
+        jit_compile=jit_compile_for(t.jit_compile)[0],
     )
     optimizer.build(model.trainable_variables)
     return model
-
-
-# ------------------------------------------------------------ checkpoints
-
-
-class Checkpoints:
-    """Atomic checkpoints in `directory`, the newest named in `latest`."""
-
-    def __init__(self, directory, keep=2):
-        self.directory = Path(directory)
-        self.keep = keep
-
-    def latest(self):
-        pointer = self.directory / "latest"
-        if not pointer.exists():
-            return None
-        path = self.directory / pointer.read_text().strip()
-        return path if (path / "state.json").exists() else None
-
-    def save(self, model, state, config):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"step-{state['step']:08d}"
-        temporary = self.directory / f".tmp-{name}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        model.save_weights(temporary / "model.weights.h5")
-        state = dict(state, seeds=seed_states(model))
-        (temporary / "state.json").write_text(json.dumps(state, indent=1))
-        config.save(temporary / "config.yaml")
-        final = self.directory / name
-        if final.exists():
-            old = self.directory / f".old-{name}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            shutil.rmtree(old)
-        os.replace(temporary, final)
-        _write_atomic(self.directory / "latest", name)
-        for old in sorted(self.directory.glob("step-*"))[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
-
-    def restore(self, model, path):
-        model.load_weights(path / "model.weights.h5")
-        state = json.loads((path / "state.json").read_text())
-        set_seed_states(model, state.pop("seeds", {}))
-        return state
-
-
-def _write_atomic(path, text):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def seed_states(model):
-    """Dropout / sampling seed-generator states (not in the weights file)."""
-    return {v.path: np.asarray(v).tolist() for v in model.variables if SEED_STATE in v.path}
-
-
-def set_seed_states(model, states):
-    for v in model.variables:
-        if v.path in states:
-            v.assign(np.asarray(states[v.path], dtype=v.dtype))
-
-
-# -------------------------------------------------------------- callbacks
-
-
-class Controller(keras.callbacks.Callback):
-    """Schedule, early stopping, checkpoints, history and tokens/s.
-
-    Args:
-        run: the `TrainingRun` (config, plan, checkpoints, state).
-    """
-
-    def __init__(self, run):
-        super().__init__()
-        self.run = run
-        self._clock = None
-        self._tokens = 0
-        self._rate = None
-
-    @property
-    def state(self):
-        return self.run.state
-
-    def learning_rate(self):
-        t = self.run.config.training
-        warmup = min(1.0, (self.state["step"] + 1) / max(1, t.warmup_steps))
-        return max(t.min_learning_rate, t.learning_rate * warmup * self.state["lr_scale"])
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._clock is None:
-            self._clock, self._tokens = time.perf_counter(), 0
-        rate = self.learning_rate()
-        if rate != self._rate:
-            # `self.model` syncs JAX's in-flight state into the variables and
-            # makes fit read it back, so the assignment reaches the next step.
-            self.model.optimizer.learning_rate.assign(rate)
-            self._rate = rate
-
-    def on_train_batch_end(self, batch, logs=None):
-        run, t = self.run, self.run.config.training
-        self._tokens += run.plan_tokens(self.state["step"])
-        self.state["step"] += 1
-        elapsed = time.perf_counter() - self._clock
-        rate = self._tokens / elapsed if elapsed > 0 else 0.0
-        if logs is not None:
-            logs["tok_s"] = rate
-        step = self.state["step"]
-        if step % t.log_every == 0:
-            record = dict(kind="train", step=step, epoch=self.state["epoch"],
-                          loss=float(logs["loss"]) if logs else math.nan,
-                          tokens_per_second=rate,
-                          learning_rate=float(self.learning_rate()))
-            run.record(record)
-            self._clock, self._tokens = time.perf_counter(), 0
-        if step % t.checkpoint_every == 0:
-            self.model  # on JAX: sync the in-flight state into the variables
-            run.save_checkpoint()
-
-    def on_epoch_end(self, epoch, logs=None):
-        run, t = self.run, self.run.config.training
-        logs = logs or {}
-        self.state["epoch"] = epoch + 1
-        val_loss = float(logs.get("val_loss", math.nan))
-        record = dict(kind="epoch", step=self.state["step"], epoch=epoch + 1,
-                      loss=float(logs.get("loss", math.nan)), val_loss=val_loss,
-                      learning_rate=float(self.learning_rate()))
-        if t.validation_bleu:
-            record["val_bleu"] = run.validation_bleu()
-            logs["val_bleu"] = record["val_bleu"]
-        improved = val_loss < self.state["best_val_loss"]
-        if improved:
-            self.state.update(best_val_loss=val_loss, best_step=self.state["step"],
-                              wait=0, plateau_wait=0)
-            run.save_best()
-        else:
-            self.state["wait"] += 1
-            self.state["plateau_wait"] += 1
-            if self.state["plateau_wait"] >= t.plateau_patience:
-                self.state["lr_scale"] *= t.plateau_factor
-                self.state["plateau_wait"] = 0
-                log(f"Validation loss has not improved for {t.plateau_patience} "
-                    f"epoch(s): learning rate x{t.plateau_factor} -> {self.learning_rate():.2e}")
-            if self.state["wait"] >= t.early_stopping_patience:
-                log(f"Early stop: no improvement for {self.state['wait']} epochs "
-                    f"(best val_loss {self.state['best_val_loss']:.4f} at step "
-                    f"{self.state['best_step']}).")
-                self.state["finished"] = True
-        if self.state["epoch"] >= t.epochs:
-            self.state["finished"] = True
-        # One `fit` call per epoch: `TrainingRun.train` starts the next one.
-        self.model.stop_training = True
-        run.record(record)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in record.items() if k != "kind"))
-        run.save_checkpoint()
-        self._clock = None
 
 
 # ------------------------------------------------------------------- run
@@ -312,7 +222,10 @@ class TrainingRun:
         self.devices = devices
         self.directory = Path(config.output_dir)
         self.checkpoints = Checkpoints(self.directory / "checkpoints",
-                                       config.training.keep_checkpoints)
+                                       config.training.keep_checkpoints, log=log)
+        self.verbose = 1 if sys.stdout.isatty() else 2  # progress bar, or a line per epoch
+        self.history = History(self.directory)
+        self.ctrl_c = CtrlC()
         self.state = None
         self.strategy = None
 
@@ -344,14 +257,23 @@ class TrainingRun:
         return 1
 
     def setup(self):
+        """Checks the config and the data, then prepares the run directory.
+
+        Nothing is written into the run directory before the pipeline, the
+        data files and the pair lengths have passed their checks: missing
+        tokenizers are trained into a temporary directory and moved in after.
+        """
         config, t = self.config, self.config.training
-        self._pipeline_kind()  # an impossible pipeline fails before anything is written
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config.save(self.directory / "config.yaml")
+        pipeline = self._pipeline_kind()  # an impossible pipeline fails before anything is written
         replicas = self._distribution()  # first: logical devices precede any op
         keras.config.set_dtype_policy(t.precision)
         keras.utils.set_random_seed(t.seed)
-        self.corpus = c = load_corpus(config)
+        with tempfile.TemporaryDirectory(prefix="keras-rnn-tokenizers-") as staging:
+            self.corpus = c = load_corpus(config, staging=staging, replicas=replicas)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for trained in Path(staging).iterdir():
+                shutil.move(str(trained), str(self.directory / trained.name))
+        config.save(self.directory / "config.yaml")
         if c.skipped:
             log(f"Skipped {c.skipped} training pairs longer than {config.data.max_length} tokens.")
         self.plan = BatchPlan(
@@ -370,7 +292,14 @@ class TrainingRun:
             f"model {self.model.count_params():,} parameters; "
             f"{self.steps_per_epoch} steps per epoch of <= {t.max_tokens} tokens; "
             f"backend {keras.backend.backend()}, {replicas} replica(s)")
-        if keras.backend.backend() == "jax" and not t.jit_compile:
+        xla, reason = jit_compile_for(t.jit_compile)
+        log(f"XLA {'on' if xla else 'off'} ({reason}); data pipeline {pipeline}"
+            + (" (auto: TensorFlow is not installed, so the Python pipeline instead of tf.data)"
+               if t.data_pipeline == "auto" and pipeline == "python" else ""))
+        if not self.history.tensorboard_available():
+            log("TensorBoard logging skipped: it needs TensorFlow, which is not installed "
+                "(every record is in history.jsonl).")
+        if keras.backend.backend() == "jax" and not xla:
             # Eager JAX traces and compiles every `lax.scan` anew at every
             # step: ~100x slower than jitted steps (36 s vs 0.2 s for the
             # tests' tiny model on 2 CPU cores).
@@ -380,25 +309,18 @@ class TrainingRun:
     # ---- state
 
     def fresh_state(self):
-        return dict(step=0, epoch=0, lr_scale=1.0, best_val_loss=math.inf, best_step=0,
-                    wait=0, plateau_wait=0, finished=False)
+        return fresh_state()
 
     def save_checkpoint(self):
         self.checkpoints.save(self.model, self.state, self.config)
+        self._saved_state = dict(self.state)
 
     def record(self, record):
-        with open(self.directory / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if importlib.util.find_spec("tensorflow") is None:
-            return  # TensorBoard's writer needs TensorFlow
-        import tensorflow as tf
+        self.history.record(record)
 
-        if not hasattr(self, "_writer"):
-            self._writer = tf.summary.create_file_writer(str(self.directory / "logs"))
-        with self._writer.as_default(step=record["step"]):
-            for key, value in record.items():
-                if key not in ("kind", "step", "epoch") and np.isfinite(value):
-                    tf.summary.scalar(key if record["kind"] == "epoch" else f"train/{key}", value)
+    def plan_rows(self, step):
+        """Rows (real and empty) of the batch trained at global `step`."""
+        return len(self.plan.batch_at(step)[1])
 
     def plan_tokens(self, step):
         """Real target tokens of the batch trained at global `step`.
@@ -464,8 +386,38 @@ class TrainingRun:
             return tf_dataset(self.corpus.valid, self.valid_plan)
         return BatchList(list(numpy_batches(self.corpus.valid, self.valid_plan)))
 
+    def resume(self):
+        """The state of the newest complete checkpoint (weights loaded), or a fresh one.
+
+        `history.jsonl` is cut back to the records of the steps and epochs
+        the checkpoint holds, so a resumed run's history is the
+        uninterrupted run's (the steps after the checkpoint are redone).
+        """
+        latest = self.checkpoints.latest()
+        if latest is None:
+            self.state = self.fresh_state()
+        else:
+            self.state = self.checkpoints.restore(self.model, latest)
+            self._saved_state = dict(self.state)
+            log(f"Resuming from {latest} (step {self.state['step']}, epoch {self.state['epoch']})")
+        self.history.truncate(self.state["step"], self.state["epoch"])
+        t = self.config.training
+        if self.state["finished"] and self.state["epoch"] < t.epochs:
+            if self.state["wait"] < t.early_stopping_patience:
+                self.state["finished"] = False
+                log(f"Continuing the finished run: training.epochs is now {t.epochs} "
+                    f"(it finished after epoch {self.state['epoch']}).")
+            else:
+                log(f"This run stopped early after epoch {self.state['epoch']} "
+                    f"({self.state['wait']} epochs without improvement); raise "
+                    "training.early_stopping_patience as well to continue it.")
+        return self.state
+
     def train(self, stop_after_steps=None):
         """Trains (or resumes) to the end. Returns the final state.
+
+        A full disk stops the run with `DiskFull` (one line; the last
+        complete checkpoint is kept, so the same command resumes).
 
         Args:
             stop_after_steps: stop once the global step reaches this (used to
@@ -473,18 +425,34 @@ class TrainingRun:
         """
         if not hasattr(self, "model"):
             self.setup()
-        latest = self.checkpoints.latest()
-        if latest is not None:
-            self.state = self.checkpoints.restore(self.model, latest)
-            log(f"Resuming from {latest} (step {self.state['step']}, epoch {self.state['epoch']})")
-        else:
-            self.state = self.fresh_state()
+        self.resume()
+        try:
+            with self.ctrl_c:
+                return self._train(stop_after_steps)
+        except OSError as error:
+            if error.errno != errno.ENOSPC and "No space left" not in str(error):
+                raise
+            latest = self.checkpoints.latest()
+            raise DiskFull(
+                f"no space left on device ({error.filename or self.directory}); training "
+                f"stopped at step {self.state['step']}. The last complete checkpoint, "
+                f"{latest.name if latest else 'none'}, is kept: free some space and run the "
+                "same command to resume.") from None
+
+    def _train(self, stop_after_steps):
         t, S = self.config.training, self.steps_per_epoch
         controller = Controller(self)
-        verbose = 1 if sys.stdout.isatty() else 2
-        while not self.state["finished"]:
+        while True:
             step = self.state["step"]
             epoch, done = divmod(step, S)
+            if done == 0 and self.state["epoch"] < epoch:
+                # Killed during the validation of epoch `epoch`: its steps are
+                # in the checkpoint, its validation is not. Validate it now.
+                log(f"Validating epoch {epoch} (interrupted during its validation)")
+                controller.validate(epoch - 1, self.valid_dataset())
+                continue
+            if self.state["finished"]:
+                break
             if epoch >= t.epochs:
                 self.state["finished"] = True
                 break
@@ -500,15 +468,20 @@ class TrainingRun:
                 self.dataset(step, step + steps), epochs=t.epochs, initial_epoch=epoch,
                 steps_per_epoch=steps, shuffle=False,  # the plan has shuffled them
                 validation_data=None if partial else self.valid_dataset(),
-                callbacks=[_PartialEpoch(controller) if partial else controller],
-                verbose=verbose,
+                callbacks=[PartialEpoch(controller) if partial else controller],
+                verbose=self.verbose,
             )
         if self.state.get("finished"):
-            self.save_checkpoint()
+            if self.state != getattr(self, "_saved_state", None):
+                self.save_checkpoint()
             log(f"Finished at step {self.state['step']}; best val_loss "
                 f"{self.state['best_val_loss']:.4f} at step {self.state['best_step']}; "
                 f"model in {self.directory / 'model'}")
         return self.state
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up: the run stopped, its last complete checkpoint kept."""
 
 
 class BatchList(keras.utils.PyDataset):
@@ -523,30 +496,6 @@ class BatchList(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.batches[index]
-
-
-class _PartialEpoch(keras.callbacks.Callback):
-    """The controller's batch hooks only (a run stopped inside an epoch)."""
-
-    def __init__(self, controller):
-        super().__init__()
-        self.controller = controller
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.controller.set_model(model)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.controller.on_train_batch_begin(batch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.controller.on_train_batch_end(batch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        self.controller.run.save_checkpoint()
 
 
 def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64,
