@@ -16,10 +16,12 @@ expects by default), and `encode` adds neither BOS nor EOS; the pipeline
 adds them (`add_eos`, `add_bos`).
 """
 
+import importlib.machinery
 import importlib.util
 import io
 import os
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -227,22 +229,39 @@ def register_tf_text_ops():
     _load_sentencepiece_module()
 
 
-def _load_sentencepiece_module():
-    name = "tensorflow_text.python.ops.sentencepiece_tokenizer"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec("tensorflow_text")
-    if spec is None:
-        raise ImportError("tensorflow-text is not installed (pip install tensorflow-text).")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    # Namespace stand-ins for the parent packages, so that importing the
-    # submodule does not execute tensorflow_text/__init__.py.
-    for package in ("tensorflow_text", "tensorflow_text.python",
-                    "tensorflow_text.python.ops"):
-        if package not in sys.modules:
-            module = types.ModuleType(package)
-            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
-            sys.modules[package] = module
-    import tensorflow_text.python.ops.sentencepiece_tokenizer as module
+_SENTENCEPIECE_LOCK = threading.Lock()
 
-    return module
+
+def _load_sentencepiece_module():
+    # Servers load model versions on worker threads: without the lock a
+    # second thread could find the first one's stand-in `tensorflow_text`
+    # before its submodule is imported.
+    with _SENTENCEPIECE_LOCK:
+        name = "tensorflow_text.python.ops.sentencepiece_tokenizer"
+        if name in sys.modules:
+            return sys.modules[name]
+        standin = sys.modules.get("tensorflow_text")
+        if standin is not None and getattr(standin, "__path__", None):
+            root = Path(next(iter(standin.__path__)))
+        else:
+            spec = importlib.util.find_spec("tensorflow_text")
+            if spec is None:
+                raise ImportError("tensorflow-text is not installed "
+                                  "(pip install tensorflow-text).")
+            root = Path(next(iter(spec.submodule_search_locations)))
+        # Namespace stand-ins for the parent packages, so that importing the
+        # submodule does not execute tensorflow_text/__init__.py. Each has a
+        # package spec, so `importlib.util.find_spec` still answers for it.
+        for package in ("tensorflow_text", "tensorflow_text.python",
+                        "tensorflow_text.python.ops"):
+            if package not in sys.modules:
+                location = str(root.joinpath(*package.split(".")[1:]))
+                module = types.ModuleType(package)
+                module.__spec__ = importlib.machinery.ModuleSpec(
+                    package, None, is_package=True)
+                module.__spec__.submodule_search_locations = [location]
+                module.__path__ = [location]
+                sys.modules[package] = module
+        import tensorflow_text.python.ops.sentencepiece_tokenizer as module
+
+        return module

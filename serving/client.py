@@ -45,8 +45,11 @@ REJECTED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE}
 # gRPC service config of every client channel: round robin over all the
 # addresses the target resolves to, and up to 4 attempts of a call that
-# fails UNAVAILABLE (a server stopping or unreachable; the others answer).
-# Translations are idempotent, so a retry is safe.
+# fails UNAVAILABLE (a server stopping or unreachable; the others answer)
+# or CANCELLED by the server (gRPC cancels the calls a stopping server had
+# received but not started, and those still running when its grace ends).
+# Translations are idempotent, so a retry is safe; a call the client itself
+# cancels or whose deadline passes is never retried.
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     # Client-side health checking: a server whose gRPC health says
@@ -55,7 +58,7 @@ SERVICE_CONFIG = {
     "methodConfig": [{
         "name": [{}],  # every method of every service
         "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
     }],
 }
 HINTS = {

@@ -52,6 +52,8 @@ PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 TRANSLATOR_SERVICE = "keras_rnn.serving.Translator"
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE)
+# Seconds a stopping server keeps answering after its health says NOT_SERVING.
+DRAIN_S = 1.0
 
 
 # ---------------------------------------------------------------- server
@@ -226,6 +228,12 @@ class Server:
         """Graceful shutdown: health says NOT_SERVING, new RPCs are refused,
         in-flight RPCs get `grace` seconds to finish, then models unload.
 
+        Between NOT_SERVING and refusing calls the server still answers for
+        `DRAIN_S` (at most `grace`): clients that watch health (ours do, and
+        Kubernetes' readiness probe) move to other servers first, instead of
+        racing the shutdown, where gRPC cancels calls it received but had
+        not started (CANCELLED).
+
         Args:
             grace: seconds in-flight RPCs may still take.
         """
@@ -234,6 +242,8 @@ class Server:
         log.info("server stopping", extra={"fields": {"event": "server_stopping",
                                                       "grace_s": grace}})
         self._health.enter_graceful_shutdown()
+        if grace:
+            time.sleep(min(DRAIN_S, grace))
         if self._rest is not None:
             self._rest.close()
             self._rest = None

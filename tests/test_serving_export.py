@@ -178,3 +178,28 @@ def test_a_failed_export_leaves_no_version(trained_run, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_lib.export(trained_run, tmp_path, model_name="tiny")
     assert list((tmp_path / "tiny").iterdir()) == []
+
+
+def test_tf_text_ops_register_from_many_threads_at_once():
+    # Servers load versions on worker threads; two at once once raced on the
+    # stand-in `tensorflow_text` package (CI: "tensorflow_text.__spec__ is None").
+    script = """
+import importlib.util, sys, threading
+from keras_rnn.tokenizer import register_tf_text_ops
+barrier, errors = threading.Barrier(8), []
+def load():
+    barrier.wait()
+    try:
+        register_tf_text_ops()
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=load) for _ in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(errors, importlib.util.find_spec("tensorflow_text") is not None,
+      "tensorflow_text.python.ops.sentencepiece_tokenizer" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "[] True True", done.stdout
