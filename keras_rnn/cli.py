@@ -240,6 +240,11 @@ def add_serve_arguments(parser):
     net.add_argument("--grace-seconds", type=float, default=10.0,
                      help="on SIGTERM/SIGINT, time in-flight RPCs get to finish "
                           "(default: %(default)s)")
+    net.add_argument("--drain-seconds", type=float, default=1.0,
+                     help="on SIGTERM/SIGINT, time the server keeps answering after its "
+                          "health says NOT_SERVING, so that clients watching health move "
+                          "to other servers first; at most --grace-seconds "
+                          "(default: %(default)s)")
     net.add_argument("--tls-cert", help="PEM server certificate chain (turns TLS on)")
     net.add_argument("--tls-key", help="PEM server private key")
     net.add_argument("--tls-client-ca",

@@ -52,7 +52,8 @@ PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 TRANSLATOR_SERVICE = "keras_rnn.serving.Translator"
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE)
-# Seconds a stopping server keeps answering after its health says NOT_SERVING.
+# Seconds a stopping server keeps answering after its health says NOT_SERVING
+# (`serve --drain-seconds`).
 DRAIN_S = 1.0
 
 
@@ -94,6 +95,8 @@ class Server:
             models, policy=config.versions, on_load=self._attach,
             warmup=config.warmup, base_dir=config.model_base_dir)
         self._serving = False
+        self._stopping = threading.Event()
+        self._drain_over = threading.Event()
         self.port = None
         self.metrics_port = None
         self.rest_api_port = None
@@ -224,26 +227,33 @@ class Server:
             for v in [self.manager.served_versions(name)])
         return f"serving {served} on {self.config.host}:{self.port}"
 
-    def stop(self, grace=10.0):
+    def stop(self, grace=10.0, drain=DRAIN_S):
         """Graceful shutdown: health says NOT_SERVING, new RPCs are refused,
         in-flight RPCs get `grace` seconds to finish, then models unload.
 
         Between NOT_SERVING and refusing calls the server still answers for
-        `DRAIN_S` (at most `grace`): clients that watch health (ours do, and
-        Kubernetes' readiness probe) move to other servers first, instead of
-        racing the shutdown, where gRPC cancels calls it received but had
-        not started (CANCELLED).
+        `drain` seconds (at most `grace`): clients that watch health (ours
+        do, and Kubernetes' readiness probe) move to other servers first,
+        instead of racing the shutdown, where gRPC cancels calls it received
+        but had not started (CANCELLED).
+
+        A second call (a second SIGINT) during the drain ends the drain.
 
         Args:
             grace: seconds in-flight RPCs may still take.
+            drain: seconds to keep answering after NOT_SERVING.
         """
         if self._grpc is None:
             return
+        if self._stopping.is_set():
+            self._drain_over.set()
+            return
+        self._stopping.set()
         log.info("server stopping", extra={"fields": {"event": "server_stopping",
-                                                      "grace_s": grace}})
+                                                      "grace_s": grace, "drain_s": drain}})
         self._health.enter_graceful_shutdown()
-        if grace:
-            time.sleep(min(DRAIN_S, grace))
+        if grace and drain:
+            self._drain_over.wait(min(drain, grace))
         if self._rest is not None:
             self._rest.close()
             self._rest = None
@@ -390,7 +400,7 @@ def run_serve(args):
         while not stop.wait(0.5):
             pass
     finally:
-        server.stop(args.grace_seconds)
+        server.stop(args.grace_seconds, args.drain_seconds)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -123,7 +123,9 @@ def test_the_manifests_fit_together_and_match_the_server():
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == args.port
     pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    # SIGTERM: gRPC drain (grace) then model unload (at most grace again).
-    assert pre_stop + 2 * args.grace_seconds < pod["terminationGracePeriodSeconds"]
+    # SIGTERM: answer while health-watchers leave (drain), gRPC drain (grace),
+    # then model unload (at most grace again).
+    assert (pre_stop + args.drain_seconds + 2 * args.grace_seconds
+            < pod["terminationGracePeriodSeconds"])
     assert args.host == "0.0.0.0" and args.metrics_host == "0.0.0.0"
     assert args.model_base_dir == "/models"

@@ -73,6 +73,56 @@ def test_round_robin_spreads_calls_and_retries_while_a_server_stops(tmp_path):
 
 
 @needs_tensorflow
+def test_a_stopping_server_answers_while_its_health_says_not_serving(tmp_path):
+    """The drain: health turns NOT_SERVING first (clients that watch it move
+    away), calls that still come are answered, then the server refuses."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from keras_rnn.serving.client import TranslatorClient
+    from keras_rnn.serving.server import Server, ServerConfig
+
+    build_fake_model(tmp_path / "models" / "fake" / "1")
+    server = Server(ServerConfig(model_base_dir=str(tmp_path / "models"), port=0,
+                                 poll_seconds=0))
+    server.start()
+    stopping = threading.Thread(target=server.stop, kwargs={"grace": 30, "drain": 30})
+    try:
+        server.wait_until_ready(60)
+        target = f"127.0.0.1:{server.port}"
+        with grpc.insecure_channel(target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            assert health.Check(request, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            watch = health.Watch(request, timeout=60)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            stopping.start()
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+        # Our client watches health: it sends nothing to a NOT_SERVING server.
+        with TranslatorClient(target, timeout=30) as client:
+            with pytest.raises(grpc.RpcError) as refused:
+                client.translate(["abc"])
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "unhealthy" in refused.value.details()
+        # A stock client that ignores health is still answered.
+        from keras_rnn.serving import translator_pb2, translator_pb2_grpc
+
+        with grpc.insecure_channel(target) as channel:
+            stub = translator_pb2_grpc.TranslatorStub(channel)
+            reply = stub.Translate(translator_pb2.TranslateRequest(sentences=["abc"]),
+                                   timeout=30)
+            assert reply.translations[0].hypotheses[0].text == "cba"
+        assert stopping.is_alive()  # still draining (30 s)
+        assert served(server) == 1
+        server.stop(0)  # a second stop ends the drain
+        stopping.join(60)
+        assert not stopping.is_alive()
+    finally:
+        server.stop(0)
+
+
+@needs_tensorflow
 def test_keras_rnn_translate_takes_several_servers(tmp_path):
     from keras_rnn.serving.server import Server, ServerConfig
     from tests.support import cli
