@@ -13,7 +13,15 @@ EXTRAS = {
     "training": {"sentencepiece": "sentencepiece", "sacrebleu": "sacrebleu", "yaml": "pyyaml"},
     "serving": {"grpc": "grpcio", "google.protobuf": "protobuf", "tensorflow": "tensorflow",
                 "tensorflow_text": "tensorflow-text",
-                "tensorflow_serving": "tensorflow-serving-api"},
+                "tensorflow_serving": "tensorflow-serving-api",
+                "grpc_health": "grpcio-health-checking",
+                "grpc_reflection": "grpcio-reflection",
+                "prometheus_client": "prometheus-client"},
+}
+# What one option of a command needs beyond its extra's core:
+# (command, argparse dest) -> (extra, {import name: pip name}).
+OPTION_EXTRAS = {
+    ("serve", "rest_api_port"): ("serving", {"werkzeug": "werkzeug"}),
 }
 
 
@@ -34,7 +42,21 @@ def require(extra):
     Args:
         extra: a key of `EXTRAS` ("training" or "serving").
     """
-    for module, package in EXTRAS[extra].items():
+    require_modules(extra, EXTRAS[extra])
+
+
+def require_options(command, args):
+    """`require` for the modules that the options set in `args` need
+    (`OPTION_EXTRAS`), e.g. `serve --rest-api-port` needs Werkzeug."""
+    for (name, dest), (extra, modules) in OPTION_EXTRAS.items():
+        if name == command and getattr(args, dest, None):
+            require_modules(extra, modules)
+
+
+def require_modules(extra, modules):
+    """Raises `MissingExtra` for the first of `modules` ({import name: pip
+    name}) that is missing, naming `extra` as the way to install it."""
+    for module, package in modules.items():
         if module in sys.modules:  # imported already (find_spec raises ValueError
             continue               # for modules whose __spec__ is None: tensorflow_text)
         try:

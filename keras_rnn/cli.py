@@ -21,7 +21,7 @@ import argparse
 import importlib
 import sys
 
-from keras_rnn._extras import MissingExtra, require
+from keras_rnn._extras import MissingExtra, require, require_options
 from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT, ServerConfig
 
 # command -> (module, function); `translate` goes to serving with --server.
@@ -51,6 +51,7 @@ def main(argv=None):
     module_name, function = COMMANDS[command]
     try:
         require("serving" if module_name.startswith("keras_rnn.serving") else "training")
+        require_options(args.command, args)
         if command in TENSORFLOW_COMMANDS and _keras_backend() != "tensorflow":
             return _rerun_on_tensorflow(argv)
         module = importlib.import_module(module_name)
@@ -214,6 +215,12 @@ def add_serve_arguments(parser):
     models.add_argument("--versions", choices=("latest", "all"), default=defaults.versions,
                         help="serve the highest version only, or every version "
                              "(default: %(default)s)")
+    models.add_argument("--version-label", action="append", default=[],
+                        metavar="[MODEL:]LABEL=VERSION",
+                        help="TensorFlow Serving's version labels: requests for LABEL "
+                             "(model_spec.version_label, REST /labels/LABEL) get VERSION "
+                             "(repeatable; with --versions all to keep older versions "
+                             "loaded)")
     models.add_argument("--poll-seconds", type=float, default=defaults.poll_seconds,
                         help="look for new versions every N seconds, 0 = never "
                              "(default: %(default)s)")
@@ -240,11 +247,12 @@ def add_serve_arguments(parser):
     net.add_argument("--grace-seconds", type=float, default=10.0,
                      help="on SIGTERM/SIGINT, time in-flight RPCs get to finish "
                           "(default: %(default)s)")
-    net.add_argument("--drain-seconds", type=float, default=1.0,
+    net.add_argument("--drain-seconds", type=float, default=0.0,
                      help="on SIGTERM/SIGINT, time the server keeps answering after its "
                           "health says NOT_SERVING, so that clients watching health move "
-                          "to other servers first; at most --grace-seconds "
-                          "(default: %(default)s)")
+                          "to other servers first, where nothing (such as a Kubernetes "
+                          "preStop hook) drains it before the signal; at most "
+                          "--grace-seconds (default: %(default)s)")
     net.add_argument("--tls-cert", help="PEM server certificate chain (turns TLS on)")
     net.add_argument("--tls-key", help="PEM server private key")
     net.add_argument("--tls-client-ca",

@@ -20,6 +20,10 @@ class ServerConfig:
         models: dict of model name -> model directory (with or instead of
             `model_base_dir`).
         versions: "latest" or "all".
+        version_labels: dict of model name -> {label: version}, TensorFlow
+            Serving's `version_labels` ("stable", "canary"): a request's
+            `model_spec.version_label` (REST: `/labels/LABEL`) asks for the
+            version its label names. Model name "" labels every model.
         poll_seconds: how often to look for new versions (0: never).
         host, port: where to listen (port 0: any free port).
         batching: merge concurrent requests into batches.
@@ -52,6 +56,7 @@ class ServerConfig:
     model_base_dir: str = None
     models: dict = dataclasses.field(default_factory=dict)
     versions: str = "latest"
+    version_labels: dict = dataclasses.field(default_factory=dict)
     poll_seconds: float = 2.0
     host: str = "127.0.0.1"
     port: int = 8500
@@ -75,3 +80,26 @@ class ServerConfig:
     tls_client_ca: str = None
     warmup: bool = True
     graph_optimizations: bool = False
+
+    def labels_for(self, model):
+        """{label: version} of `model` (labels for every model included)."""
+        return {**self.version_labels.get("", {}), **self.version_labels.get(model, {})}
+
+
+def parse_version_labels(items):
+    """`--version-label [MODEL:]LABEL=VERSION` flags -> `version_labels`.
+
+    Raises:
+        ValueError: an item is not of that form, or labels a version twice.
+    """
+    labels = {}
+    for item in items:
+        target, sep, version = item.partition("=")
+        model, _, label = target.rpartition(":")
+        if not sep or not label or not version.strip().isdigit():
+            raise ValueError(f"--version-label {item!r}: expected [MODEL:]LABEL=VERSION "
+                             "(e.g. stable=1 or de_en:canary=2)")
+        if label in labels.get(model, {}):
+            raise ValueError(f"--version-label {item!r}: label {label!r} given twice")
+        labels.setdefault(model, {})[label] = int(version)
+    return labels

@@ -8,7 +8,7 @@
 The routes, bodies and errors are TensorFlow Serving's
 (https://www.tensorflow.org/tfx/serving/api_rest):
 
-- `POST /v1/models/NAME[/versions/N]:predict` with `{"signature_name": ...,
+- `POST /v1/models/NAME[/versions/N|/labels/LABEL]:predict` with `{"signature_name": ...,
   "instances": [...]}` (row format: each instance a sentence, or an object
   of input name -> value; inputs without a batch axis must be equal in
   every instance) or `{"inputs": ...}` (columnar: the sentences, or an
@@ -16,12 +16,13 @@ The routes, bodies and errors are TensorFlow Serving's
   entry per instance: the value of the only output, or an object of
   outputs) or `{"outputs": ...}`. Strings are JSON strings, or
   `{"b64": "..."}` for bytes.
-- `GET /v1/models/NAME[/versions/N]`: `{"model_version_status": [...]}`.
-- `GET /v1/models/NAME[/versions/N]/metadata`: `{"model_spec": ...,
+- `GET /v1/models/NAME[/versions/N|/labels/LABEL]`:
+  `{"model_version_status": [...]}`.
+- `GET /v1/models/NAME[/versions/N|/labels/LABEL]/metadata`: `{"model_spec": ...,
   "metadata": {"signature_def": ...}}`.
 - Errors: `{"error": "message"}` with TensorFlow Serving's HTTP status
   for the gRPC code (INVALID_ARGUMENT 400, NOT_FOUND 404, ...).
-  `/labels/LABEL` answers 501, as version labels are not supported.
+  Labels are `serve --version-label`'s; an unknown one answers 400.
 
 Each call runs the gRPC servicers through the server's interceptor
 (`ServingInterceptor.handle`), so batching, limits, versions, metrics and
@@ -264,8 +265,9 @@ class RestApi:
         if not isinstance(signature, str):
             raise ServingError(INVALID, "signature_name must be a string")
         manager = self.server.manager
-        version = validation.version_of(request.model_spec)
-        with manager.acquire(request.model_spec.name, version) as servable:
+        name = manager.resolve_name(request.model_spec.name)
+        version = validation.version_of(request.model_spec, self.server.config.labels_for(name))
+        with manager.acquire(name, version) as servable:
             signature_def = servable.signature_defs.get(signature)
         if signature_def is None:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (

@@ -42,7 +42,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from keras_rnn.serving import batching, contract, translator_pb2_grpc, validation
 from keras_rnn.serving import models as models_lib
-from keras_rnn.serving.config import ServerConfig
+from keras_rnn.serving.config import ServerConfig, parse_version_labels
 from keras_rnn.serving.errors import ServingError, status_of  # noqa: F401 - re-exported
 from keras_rnn.serving.interceptor import ServingInterceptor, current_deadline
 from keras_rnn.serving.observability import Metrics, log, setup_logging  # noqa: F401
@@ -53,8 +53,10 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 TRANSLATOR_SERVICE = "keras_rnn.serving.Translator"
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE)
 # Seconds a stopping server keeps answering after its health says NOT_SERVING
-# (`serve --drain-seconds`).
-DRAIN_S = 1.0
+# (`serve --drain-seconds`). 0: SIGTERM exits within a second of the last
+# in-flight request; Kubernetes' preStop sleep does the draining there, and
+# `TranslatorClient` retries the calls a stopping server refuses or cancels.
+DRAIN_S = 0.0
 
 
 # ---------------------------------------------------------------- server
@@ -335,7 +337,8 @@ def config_from_args(args):
     """A `ServerConfig` from parsed `add_serve_arguments` flags.
 
     Raises:
-        ValueError: a --model flag is not NAME=PATH.
+        ValueError: a --model flag is not NAME=PATH, or a --version-label
+            flag not [MODEL:]LABEL=VERSION.
     """
     models = {}
     for item in args.model:
@@ -345,6 +348,7 @@ def config_from_args(args):
         models[name] = path
     return ServerConfig(
         model_base_dir=args.model_base_dir, models=models, versions=args.versions,
+        version_labels=parse_version_labels(args.version_label),
         poll_seconds=args.poll_seconds, host=args.host, port=args.port,
         batching=not args.no_batching, max_batch_size=args.max_batch_size,
         batch_timeout_ms=args.batch_timeout_ms,

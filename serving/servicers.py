@@ -33,9 +33,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         from tensorflow_serving.apis import predict_pb2
 
         server, info = self.server, call_fields()
-        version = validation.version_of(request.model_spec)
         name = server.manager.resolve_name(request.model_spec.name)
         info["model"] = name
+        version = validation.version_of(request.model_spec, server.config.labels_for(name))
         with server.manager.acquire(name, version) as servable:
             info["version"] = servable.version
             signature = request.model_spec.signature_name or contract.DEFAULT_SIGNATURE
@@ -75,9 +75,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                 f"metadata_field must be ['signature_def'] (the only metadata served); "
                 f"got {[bounded(f) for f in fields[:5]]}"))
-        version = validation.version_of(request.model_spec)
         name = server.manager.resolve_name(request.model_spec.name)
         info["model"] = name
+        version = validation.version_of(request.model_spec, server.config.labels_for(name))
         with server.manager.acquire(name, version) as servable:
             info["version"] = servable.version
             signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -112,9 +112,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         from tensorflow_serving.apis import get_model_status_pb2
 
         manager, info = self.server.manager, call_fields()
-        version = validation.version_of(request.model_spec)
         name = manager.resolve_name(request.model_spec.name)
         info["model"] = name
+        version = validation.version_of(request.model_spec,
+                                        self.server.config.labels_for(name))
         response = get_model_status_pb2.GetModelStatusResponse()
         for status in manager.status(name, version):
             entry = response.model_version_status.add()

@@ -24,12 +24,25 @@ from keras_rnn.serving.errors import ServingError, bounded
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def version_of(model_spec):
-    """The requested version, or None; version labels are not supported."""
+def version_of(model_spec, labels=None):
+    """The requested version, or None (the newest served).
+
+    Args:
+        model_spec: a `tensorflow.serving.ModelSpec`.
+        labels: {label: version} of the model (`ServerConfig.labels_for`).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a label that is not set, with
+            TensorFlow Serving's message.
+    """
     if model_spec.HasField("version_label"):
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, (
-            f"version labels are not supported (got {bounded(model_spec.version_label)}); "
-            "ask for model_spec.version"))
+        label, labels = model_spec.version_label, labels or {}
+        if label not in labels:
+            known = (f"labels: {', '.join(sorted(labels))}" if labels
+                     else "none set: serve --version-label LABEL=VERSION")
+            raise ServingError(INVALID, (
+                f"Unrecognized servable version label: {bounded(label)} ({known})"))
+        return labels[label]
     return model_spec.version.value if model_spec.HasField("version") else None
 
 

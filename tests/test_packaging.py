@@ -245,3 +245,45 @@ def test_no_module_of_the_packages_is_over_about_500_lines_but_the_named_ones():
             for _, _, path in module_files()}
     over = {name: n for name, n in long.items() if n > 550 and name not in allowed}
     assert not over, over
+
+
+def test_the_extras_checked_are_the_extras_setup_cfg_installs():
+    import configparser
+    import re
+
+    from keras_rnn._extras import EXTRAS, OPTION_EXTRAS
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    declared = {extra: {re.split(r"[<>=\[ ;]", line.strip())[0].lower()
+                        for line in config["options.extras_require"][extra].splitlines()
+                        if line.strip() and not line.strip().startswith("#")}
+                for extra in ("training", "serving")}
+    for extra, modules in EXTRAS.items():
+        assert set(modules.values()) <= declared[extra], (extra, set(modules.values())
+                                                          - declared[extra])
+    for extra, modules in OPTION_EXTRAS.values():
+        assert set(modules.values()) <= declared[extra]
+
+
+def test_serve_rest_api_port_without_werkzeug_is_one_line(monkeypatch, capsys):
+    import importlib.util
+
+    from keras_rnn import cli
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "werkzeug" else find_spec(name, *a))
+    for name in [name for name in sys.modules if name.split(".")[0] == "werkzeug"]:
+        monkeypatch.delitem(sys.modules, name)
+    # Without the REST port, serve does not need Werkzeug: the check passes
+    # (stopped here by making the command itself fail fast).
+    monkeypatch.setitem(cli.COMMANDS, "serve", ("keras_rnn._extras", "EXTRAS"))
+    monkeypatch.setattr(cli, "_keras_backend", lambda: "tensorflow")
+    with pytest.raises(TypeError):  # EXTRAS(args): reached the command
+        cli.main(["serve", "--model-base-dir", "/nonexistent"])
+    status = cli.main(["serve", "--model-base-dir", "/nonexistent", "--rest-api-port", "8501"])
+    err = capsys.readouterr().err
+    assert status == 3
+    assert err == ("keras-rnn serve: needs the serving extra (pip install 'keras-rnn[serving]'): "
+                   "werkzeug cannot be imported (no module named 'werkzeug')\n"), err

@@ -109,8 +109,8 @@ def test_rest_bad_requests_get_4xx_and_the_server_keeps_serving(rest_server):
         ("unknown model", "POST", "/v1/models/nope:predict", {"instances": ["a"]}, None, 404),
         ("unknown version", "POST", "/v1/models/fake/versions/7:predict",
          {"instances": ["a"]}, None, 404),
-        ("version label", "POST", "/v1/models/fake/labels/stable:predict",
-         {"instances": ["a"]}, None, 501),
+        ("unknown version label", "POST", "/v1/models/fake/labels/stable:predict",
+         {"instances": ["a"]}, None, 400),
         ("not JSON", "POST", predict, None, b"{nope", 400),
         ("neither format", "POST", predict, {"x": 1}, None, 400),
         ("both formats", "POST", predict, {"instances": ["a"], "inputs": ["a"]}, None, 400),
@@ -160,3 +160,74 @@ def test_rest_requests_are_batched_and_counted(rest_server):
     after = samples("keras_rnn_requests_total",
                     {"method": "Predict", "model": "fake", "code": "OK"})
     assert after - before == 12
+
+
+@needs_tensorflow
+def test_version_labels_over_grpc_and_rest(tmp_path, fake_versions):
+    """TensorFlow Serving's version labels (`serve --version-label`): a label
+    answers with its version over gRPC and REST; an unset label is
+    INVALID_ARGUMENT (400), a label of a version not served NOT_FOUND (404)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from keras_rnn.serving.config import parse_version_labels
+    from tests.serving_support import predict_request
+
+    labels = parse_version_labels(["stable=1", "fake:canary=2", "fake:gone=7"])
+    assert labels == {"": {"stable": 1}, "fake": {"canary": 2, "gone": 7}}
+    base = make_base(tmp_path, fake_versions, versions=(1, 2))
+    server = start_server(base, versions="all", version_labels=labels,
+                          rest_api_port=free_port())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+            for label, version in (("stable", 1), ("canary", 2)):
+                request = predict_request(["abc"])
+                request.model_spec.version_label = label
+                response = predict(request, timeout=30)
+                assert response.model_spec.version.value == version
+                assert tf.make_ndarray(response.outputs["translations"])[0, 0] == \
+                    f"v{version}:cba".encode()
+            status = get_model_status_pb2.GetModelStatusRequest()
+            status.model_spec.name, status.model_spec.version_label = "fake", "canary"
+            answer = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+                status, timeout=30)
+            assert [s.version for s in answer.model_version_status] == [2]
+            for label, code in (("beta", grpc.StatusCode.INVALID_ARGUMENT),
+                                ("gone", grpc.StatusCode.NOT_FOUND)):
+                request = predict_request(["abc"])
+                request.model_spec.version_label = label
+                with pytest.raises(grpc.RpcError) as refused:
+                    predict(request, timeout=30)
+                assert refused.value.code() == code, refused.value.details()
+            request.model_spec.version_label = "beta"
+            with pytest.raises(grpc.RpcError) as refused:
+                predict(request, timeout=30)
+            assert refused.value.details() == ("Unrecognized servable version label: 'beta' "
+                                               "(labels: canary, gone, stable)")
+        for label, version in (("stable", 1), ("canary", 2)):
+            status, body = http(server, "POST", f"/v1/models/fake/labels/{label}:predict",
+                                {"instances": ["abc"]})
+            assert status == 200, body
+            assert body["predictions"][0]["translations"][0] == f"v{version}:cba"
+        status, body = http(server, "GET", "/v1/models/fake/labels/canary")
+        assert status == 200 and [s["version"] for s in body["model_version_status"]] == ["2"]
+        assert http(server, "POST", "/v1/models/fake/labels/beta:predict",
+                    {"instances": ["a"]})[0] == 400
+        assert http(server, "POST", "/v1/models/fake/labels/gone:predict",
+                    {"instances": ["a"]})[0] == 404
+    finally:
+        server.stop(0)
+
+
+def test_version_label_flags_are_checked():
+    from keras_rnn.serving.config import parse_version_labels
+
+    assert parse_version_labels([]) == {}
+    for bad in ("stable", "stable=", "stable=one", "=1", "m:=1"):
+        with pytest.raises(ValueError, match="expected \\[MODEL:\\]LABEL=VERSION"):
+            parse_version_labels([bad])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_version_labels(["a=1", "a=2"])

@@ -55,9 +55,9 @@ def test_queued_request_deadline_and_graceful_shutdown(tmp_path, fake_versions):
         thread = threading.Thread(target=in_flight)
         thread.start()
         time.sleep(0.3)
-        # No drain: calls after NOT_SERVING are refused at once
-        # (test_serving_balancing covers the drain).
-        stopper = threading.Thread(target=server.stop, kwargs={"grace": 10, "drain": 0})
+        # No drain (the default): calls after NOT_SERVING are refused at
+        # once (test_serving_balancing covers --drain-seconds).
+        stopper = threading.Thread(target=server.stop, kwargs={"grace": 10})
         stopper.start()
         time.sleep(0.2)
         assert rpc_code(stub(channel).Predict, predict_request(["Hallo"]), timeout=5) == \
@@ -176,7 +176,7 @@ def test_serve_cli_prints_ready_line_and_stops_on_sigterm(tmp_path, fake_version
     start = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir", str(base), "--port", "0",
-         "--poll-seconds", "0", "--drain-seconds", "0"],
+         "--poll-seconds", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

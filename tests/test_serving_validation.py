@@ -52,7 +52,7 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, 
     cases = [
         ("unknown model", service.Predict, unknown_model, codes.NOT_FOUND),
         ("unknown version", service.Predict, unknown_version, codes.NOT_FOUND),
-        ("version label", service.Predict, label, codes.UNIMPLEMENTED),
+        ("unknown version label", service.Predict, label, codes.INVALID_ARGUMENT),
         ("unknown signature", service.Predict, unknown_signature, codes.FAILED_PRECONDITION),
         ("unknown input", service.Predict, unknown_input, codes.INVALID_ARGUMENT),
         ("unknown output", service.Predict, unknown_output, codes.INVALID_ARGUMENT),
