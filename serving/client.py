@@ -58,7 +58,8 @@ SERVICE_CONFIG = {
     "methodConfig": [{
         "name": [{}],  # every method of every service
         "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"]},
     }],
 }
 HINTS = {

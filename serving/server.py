@@ -239,7 +239,7 @@ class Server:
         instead of racing the shutdown, where gRPC cancels calls it received
         but had not started (CANCELLED).
 
-        A second call (a second SIGINT) during the drain ends the drain.
+        A second call during the drain ends the drain.
 
         Args:
             grace: seconds in-flight RPCs may still take.

@@ -93,11 +93,12 @@ def test_a_stopping_server_answers_while_its_health_says_not_serving(tmp_path):
         with grpc.insecure_channel(target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest(service="")
-            assert health.Check(request, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            serving = health_pb2.HealthCheckResponse
+            assert health.Check(request, timeout=10).status == serving.SERVING
             watch = health.Watch(request, timeout=60)
-            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            assert next(watch).status == serving.SERVING
             stopping.start()
-            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert next(watch).status == serving.NOT_SERVING
             watch.cancel()
         # Our client watches health: it sends nothing to a NOT_SERVING server.
         with TranslatorClient(target, timeout=30) as client:
