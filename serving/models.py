@@ -46,7 +46,7 @@ from pathlib import Path
 from keras_rnn.serving import contract
 from keras_rnn.serving.errors import (  # noqa: F401 - raised here, re-exported
     ContractError, ModelNotFoundError, ModelUnavailableError, bounded)
-from keras_rnn.serving.servable import Servable  # noqa: F401 - re-exported
+from keras_rnn.serving.servable import Servable, release_memory  # noqa: F401 - re-exported
 
 log = logging.getLogger("keras_rnn.serving")
 
@@ -356,6 +356,7 @@ class ModelManager:
 
     def _unload(self, servable, timeout=None, forget=False):
         servable.close(timeout)
+        trimmed = release_memory()
         with self._lock:
             statuses = self._status[servable.name]
             if forget:  # its directory is gone: no longer reported
@@ -363,7 +364,8 @@ class ModelManager:
             else:
                 statuses[servable.version] = VersionStatus(servable.version, END)
         log.info("version unloaded", extra={"fields": {
-            "event": "version_unloaded", "model": servable.name, "version": servable.version}})
+            "event": "version_unloaded", "model": servable.name, "version": servable.version,
+            "memory_trimmed": trimmed}})
 
     # ------------------------------------------------------------ polling
 

@@ -8,6 +8,8 @@ in-flight count (`Servable`); the model manager (`models.py`) loads them.
 """
 
 import contextlib
+import ctypes
+import gc
 import json
 import threading
 import time
@@ -161,6 +163,34 @@ class Servable:
             self.batcher.stop(timeout)
         self._functions = {}
         self._loaded = None
+
+
+def release_memory():
+    """Hands the heap memory freed by an unloaded version back to the system.
+
+    A loaded version's graph, functions and weights live in many small
+    `malloc` blocks. Freed, glibc keeps them in its heap for reuse, so
+    without this the server's resident memory stays at its high-water mark
+    (two versions' worth, reached while a new version warms up beside the
+    old one) after every hot reload. `gc.collect()` first frees the
+    SavedModel's reference cycles, then glibc's `malloc_trim(0)` returns the
+    free pages.
+
+    Measured (`benchmarks/README.md`, Serving memory): loading and unloading
+    the quick model in one process leaves 1,416 MiB resident without the
+    trim and 825 MiB with it (699 MiB before the first load).
+
+    Returns:
+        Whether memory was trimmed (False where the C library is not glibc).
+    """
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # musl, macOS, Windows: no malloc_trim
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
 
 
 def _load_saved_model(tf, path):

@@ -10,6 +10,8 @@ import shutil
 import threading
 import time
 
+import pytest
+
 from tests.serving_fakes import copy_version
 from tests.serving_support import (  # noqa: F401 - fixtures
     fake_versions,
@@ -304,3 +306,36 @@ def test_a_missing_base_directory_is_polled_until_a_version_appears(tmp_path, fa
             assert outputs_of(response)["translations"][0, 0] == b"v2:ollaH"
     finally:
         server.stop(grace=1)
+
+
+def test_release_memory_returns_freed_heap_to_the_system():
+    """What an unloaded version leaves: freed `malloc` blocks that glibc
+    keeps unless trimmed (the models manager trims after each unload)."""
+    import ctypes
+    import os
+
+    from keras_rnn.serving.servable import release_memory
+
+    def rss_mib():
+        with open(f"/proc/{os.getpid()}/status") as status:
+            return next(int(line.split()[1]) for line in status
+                        if line.startswith("VmRSS:")) / 1024
+
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "malloc_trim"):
+        pytest.skip("not glibc")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    # 200 MiB in 64 KiB blocks (under glibc's mmap threshold: heap memory,
+    # as a graph's many small allocations), all but the last freed: the
+    # last one pins the heap's top, so glibc cannot shrink it by itself.
+    blocks = [libc.malloc(64 * 1024) for _ in range(3200)]
+    for block in blocks:
+        ctypes.memset(block, 1, 64 * 1024)
+    for block in blocks[:-1]:
+        libc.free(block)
+    before = rss_mib()
+    assert release_memory() is True
+    after = rss_mib()
+    libc.free(blocks[-1])
+    assert before - after > 150, (before, after)
