@@ -240,15 +240,12 @@ def _load_sentencepiece_module():
         name = "tensorflow_text.python.ops.sentencepiece_tokenizer"
         if name in sys.modules:
             return sys.modules[name]
-        standin = sys.modules.get("tensorflow_text")
-        if standin is not None and getattr(standin, "__path__", None):
-            root = Path(next(iter(standin.__path__)))
-        else:
-            spec = importlib.util.find_spec("tensorflow_text")
-            if spec is None:
-                raise ImportError("tensorflow-text is not installed "
-                                  "(pip install tensorflow-text).")
-            root = Path(next(iter(spec.submodule_search_locations)))
+        # The installed package, or the stand-in below (whose spec names
+        # the same directory).
+        spec = importlib.util.find_spec("tensorflow_text")
+        if spec is None:
+            raise ImportError("tensorflow-text is not installed (pip install tensorflow-text).")
+        root = Path(next(iter(spec.submodule_search_locations)))
         # Namespace stand-ins for the parent packages, so that importing the
         # submodule does not execute tensorflow_text/__init__.py. Each has a
         # package spec, so `importlib.util.find_spec` still answers for it.
