@@ -32,10 +32,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends binutils \
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
 COPY requirements/ requirements/
-# keras_rnn/training and keras_rnn/serving are links to these two folders.
+# setup.cfg's package_dir installs training/, serving/ and cli/ as
+# keras_rnn.training, keras_rnn.serving and keras_rnn.cli.
 COPY keras_rnn/ keras_rnn/
 COPY training/ training/
 COPY serving/ serving/
+COPY cli/ cli/
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install -c requirements/constraints.txt ".[tensorflow,serving]"
 # Slimming, each step checked by the import below and by `make image-test`:
@@ -61,7 +63,7 @@ keras_rnn.serving.models, keras_rnn.serving.client, keras_rnn.serving.batching, 
 prometheus_client, grpc_health.v1.health, grpc_reflection.v1alpha.reflection, \
 tensorflow_serving.apis.predict_pb2, tensorflow_serving.apis.get_model_metadata_pb2, \
 tensorflow_serving.apis.get_model_status_pb2, tensorflow_serving.apis.prediction_log_pb2; \
-from keras_rnn.tokenizer import register_tf_text_ops; register_tf_text_ops(); \
+from keras_rnn.training.tokenizer import register_tf_text_ops; register_tf_text_ops(); \
 print('TensorFlow', tf.__version__, float(tf.reduce_sum(tf.ones(3))))"
 
 FROM ${BASE_IMAGE} AS runtime

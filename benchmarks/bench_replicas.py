@@ -50,7 +50,7 @@ def run(base_dir, model_name, replicas, args, sentences):
     for _ in range(replicas):
         port, metrics = free_port(), free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir", str(base_dir),
+            [sys.executable, "-m", "keras_rnn.cli", "serve", "--model-base-dir", str(base_dir),
              "--port", str(port), "--metrics-port", str(metrics), "--log-level", "WARNING"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append((process, port, metrics))

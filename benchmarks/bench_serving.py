@@ -196,7 +196,7 @@ def run(model_dir, batching, args, sentences):
     newest = max((p for p in Path(model_dir).iterdir() if p.name.isdigit()),
                  key=lambda p: int(p.name))
     shutil.copytree(newest, base / name / newest.name)
-    command = [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir", str(base),
+    command = [sys.executable, "-m", "keras_rnn.cli", "serve", "--model-base-dir", str(base),
                "--port", str(port), "--rest-api-port", str(rest_port),
                "--poll-seconds", "1", "--log-level", "WARNING"]
     if not batching:

@@ -41,7 +41,7 @@ from torch import nn
 from keras_rnn.training import data as data_lib
 from keras_rnn.training.config import Config
 from keras_rnn.training.pipeline import BatchPlan, ParallelData
-from keras_rnn.tokenizer import Tokenizer
+from keras_rnn.training.tokenizer import Tokenizer
 
 
 class Encoder(nn.Module):

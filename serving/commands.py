@@ -1,7 +1,7 @@
 """The serving commands of `keras-rnn` (flags in `keras_rnn.cli`).
 
 `export`, `serve` and `translate --server` need the serving extra; the
-command line checks it before importing this module (`keras_rnn._extras`).
+command line checks it before importing this module (`keras_rnn.cli.extras`).
 """
 
 def export(args):

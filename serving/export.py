@@ -136,7 +136,7 @@ class TranslatorModule:
 
     Args:
         model: a built `keras_rnn.Seq2Seq` (TensorFlow backend).
-        source_tokenizer, target_tokenizer: `keras_rnn.tokenizer.Tokenizer`.
+        source_tokenizer, target_tokenizer: `keras_rnn.training.tokenizer.Tokenizer`.
         beam_size: the default `beam_size` input.
         max_beam_size: the largest `beam_size` the graph accepts; the graph
             holds one beam search per size (`tf.switch_case`).
@@ -218,7 +218,7 @@ class TranslatorModule:
         """Sentences -> `(batch, S)` int32 ids with EOS, padded."""
         import tensorflow as tf
 
-        from keras_rnn.tokenizer import EOS_ID, PAD_ID
+        from keras_rnn.training.tokenizer import EOS_ID, PAD_ID
 
         ragged = self.source_tokenizer.tf_encode(inputs)
         lengths = ragged.row_lengths()
@@ -237,7 +237,7 @@ class TranslatorModule:
         import tensorflow as tf
 
         from keras_rnn import decoding
-        from keras_rnn.tokenizer import PAD_ID
+        from keras_rnn.training.tokenizer import PAD_ID
 
         result = decoding.beam_search(self.model, source, beam_size=beam_size,
                                       n_best=beam_size, max_length=max_length)

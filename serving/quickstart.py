@@ -43,7 +43,7 @@ def _say(message):
 
 
 def _keras_rnn(*args, **kwargs):
-    command = [sys.executable, "-m", "keras_rnn", *map(str, args)]
+    command = [sys.executable, "-m", "keras_rnn.cli", *map(str, args)]
     _say("keras-rnn " + " ".join(shlex.quote(str(a)) for a in args))
     return subprocess.run(command, cwd=ROOT, check=True, **kwargs)
 
@@ -134,7 +134,7 @@ def main(argv=None):
     _say(f"keras-rnn serve --model-base-dir {args.models} --port {port}")
     start = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir",
+        [sys.executable, "-m", "keras_rnn.cli", "serve", "--model-base-dir",
          str(ROOT / args.models), "--port", str(port), "--log-level", "WARNING"],
         cwd=ROOT)
     try:

@@ -197,7 +197,7 @@ def _load_saved_model(tf, path):
     # Exports tokenize in the graph with TF Text's SentencePiece ops: register
     # them first (also where the tensorflow_text package itself does not
     # import, see training/tokenizer.py).
-    from keras_rnn.tokenizer import register_tf_text_ops
+    from keras_rnn.training.tokenizer import register_tf_text_ops
 
     try:
         register_tf_text_ops()

@@ -2,7 +2,7 @@
 
     keras-rnn serve --model-base-dir exports --port 8500 --metrics-port 9100
     keras-rnn serve --model de_en=exports/de_en --versions all --no-batching
-    python -m keras_rnn serve --model-base-dir exports --port 0   # any free port
+    python -m keras_rnn.cli serve --model-base-dir exports --port 0   # any free port
 
 It speaks TensorFlow Serving's API, so stock clients work unchanged:
 `tensorflow.serving.PredictionService` (`Predict`, `GetModelMetadata`;

@@ -44,7 +44,7 @@ def write_config(tmp_path, name, **sections):
 def cli(*args, env=None, check=True, wait=True, input=None, cwd=ROOT):
     environment = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3",
                    **(env or {})}
-    command = [sys.executable, "-m", "keras_rnn", *map(str, args)]
+    command = [sys.executable, "-m", "keras_rnn.cli", *map(str, args)]
     if not wait:
         return subprocess.Popen(command, cwd=cwd, env=environment,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

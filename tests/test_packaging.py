@@ -2,8 +2,9 @@
 command line on the smallest install that claims to work.
 
 - Layers: the core `keras_rnn` <- `keras_rnn.training` <- `keras_rnn.serving`
-  <- `keras_rnn.cli`. A module imports only its own layer and those below
-  it; the core imports neither training nor serving.
+  <- `keras_rnn.cli`, each its own folder (`keras_rnn/`, `training/`,
+  `serving/`, `cli/`), with no links and no exemptions. A module imports
+  only its own layer and those below it.
 - One import name per distribution: the wheel puts `keras_rnn` (and its
   dist-info) into site-packages and nothing generic (`training`, `serving`).
 - The command line needs only what its command needs: `keras-rnn --help`,
@@ -28,9 +29,9 @@ LAYERS = [
     ("core", ROOT / "keras_rnn", "keras_rnn"),
     ("training", ROOT / "training", "keras_rnn.training"),
     ("serving", ROOT / "serving", "keras_rnn.serving"),
+    ("cli", ROOT / "cli", "keras_rnn.cli"),
 ]
-ENTRY_POINTS = {"keras_rnn.cli", "keras_rnn.__main__"}  # the top of the graph
-FORBIDDEN_TOP_LEVEL = {"training", "serving"}
+FORBIDDEN_TOP_LEVEL = {"training", "serving", "cli"}
 
 
 def module_files():
@@ -38,8 +39,6 @@ def module_files():
     for index, (_, folder, prefix) in enumerate(LAYERS):
         for path in sorted(folder.rglob("*.py")):
             relative = path.relative_to(folder)
-            if index == 0 and relative.parts[0] in ("training", "serving"):
-                continue  # the links to the other layers' folders
             parts = [*relative.parts[:-1], relative.stem]
             if parts[-1] == "__init__":
                 parts = parts[:-1]
@@ -64,8 +63,6 @@ def imports_of(path, module):
 
 def layer_of(name):
     """The layer index of an imported `keras_rnn...` name (None for other packages)."""
-    if name in ENTRY_POINTS or name.startswith("keras_rnn.cli."):
-        return len(LAYERS)
     for index in reversed(range(len(LAYERS))):
         prefix = LAYERS[index][2]
         if name == prefix or name.startswith(prefix + "."):
@@ -77,28 +74,40 @@ def test_no_module_imports_upward_or_a_generic_top_level_name():
     modules = list(module_files())
     assert len(modules) > 30, "the scan found too few modules"
     upward, generic = [], []
-    for index, module, path in modules:
-        own = len(LAYERS) if module in ENTRY_POINTS else index
+    for own, module, path in modules:
         for name in imports_of(path, module):
             if name.split(".")[0] in FORBIDDEN_TOP_LEVEL:
                 generic.append(f"{path.relative_to(ROOT)} imports {name}")
             target = layer_of(name)
             if target is not None and target > own:
-                upward.append(f"{path.relative_to(ROOT)} ({LAYERS[min(own, 2)][0]}) "
+                upward.append(f"{path.relative_to(ROOT)} ({LAYERS[own][0]}) "
                               f"imports {name}")
     assert not generic, "\n".join(generic)
     assert not upward, "\n".join(upward)
 
 
-def test_the_core_imports_neither_training_nor_serving():
+def test_the_core_imports_neither_training_nor_serving_nor_the_command_line():
     for index, module, path in module_files():
-        if index == 0 and module not in ENTRY_POINTS:
+        if index == 0:
             names = set(imports_of(path, module))
-            assert not {n for n in names if layer_of(n) in (1, 2)}, path
+            assert not {n for n in names if layer_of(n) != 0 and layer_of(n) is not None}, path
+
+
+def test_the_repository_tracks_no_links_and_setup_cfg_lists_every_package():
+    import configparser
+
+    tracked = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    assert not [line for line in tracked.splitlines() if line.startswith("120000")]
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {module for _, module, path in module_files() if path.name == "__init__.py"}
+    assert listed == found, listed ^ found
 
 
 def test_the_flags_module_imports_only_argparse_and_plain_data():
-    cli = ROOT / "keras_rnn" / "cli.py"
+    cli = ROOT / "cli" / "__init__.py"
     tree = ast.parse(cli.read_text())
     top_level = set()
     for node in tree.body:  # module level only: commands import inside functions
@@ -106,21 +115,26 @@ def test_the_flags_module_imports_only_argparse_and_plain_data():
             top_level |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             top_level.add(node.module)
-    assert top_level <= {"argparse", "importlib", "sys", "keras_rnn._extras",
+    assert top_level <= {"argparse", "importlib", "sys", "keras_rnn.cli.extras",
                          "keras_rnn.serving.config"}, top_level
-    for name in ("keras_rnn/_extras.py", "serving/config.py"):
+    for name in ("cli/extras.py", "serving/config.py"):
         imported = set(imports_of(ROOT / name, "keras_rnn.x"))
         assert imported <= {"dataclasses", "importlib.util", "sys"}, (name, imported)
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def wheel_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "--wheel-dir", str(out), str(ROOT)],
                    check=True, capture_output=True, timeout=600, cwd=out)
     (path,) = out.glob("keras_rnn-*.whl")
-    with zipfile.ZipFile(path) as archive:
+    return path
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_file):
+    with zipfile.ZipFile(wheel_file) as archive:
         return archive.namelist()
 
 
@@ -131,10 +145,31 @@ def test_the_wheel_installs_one_import_name_with_the_configs_and_protos(wheel):
                      "keras_rnn/training/configs/quick.yaml",
                      "keras_rnn/serving/protos/keras_rnn/serving/translator.proto",
                      "keras_rnn/serving/translator_pb2_grpc.py",
-                     "keras_rnn/cli.py"):
+                     "keras_rnn/cli/__init__.py",
+                     "keras_rnn/cli/extras.py",
+                     "keras_rnn/training/tokenizer.py"):
         assert expected in wheel
     assert any(n.endswith(".dist-info/entry_points.txt") for n in wheel)
     assert any(n.endswith("LICENSE") for n in wheel)
+
+
+def test_the_installed_wheel_imports_every_module_from_site_packages(wheel_file, tmp_path):
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(site), str(wheel_file)], check=True, timeout=600)
+    modules = sorted(module for _, module, path in module_files()
+                     if path.parent.joinpath("__init__.py").exists()
+                     and not module.endswith("__main__"))
+    script = ("import importlib, sys\n"
+              f"for name in {modules!r}:\n"
+              "    module = importlib.import_module(name)\n"
+              f"    assert module.__file__.startswith({str(site)!r}), (name, module.__file__)\n"
+              "print(len(sys.modules))\n")
+    env = dict(os.environ, PYTHONPATH=str(site), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(modules) > 60
 
 
 # ------------------------------------------------- the smallest installs
@@ -146,7 +181,7 @@ WITHOUT = ("grpc", "google", "protobuf", "tensorflow", "tensorboard", "tf_keras"
 
 
 @pytest.fixture(scope="module")
-def small_install(tmp_path_factory):
+def small_install(tmp_path_factory, wheel_file):
     import sysconfig
 
     home = tmp_path_factory.mktemp("small-install")
@@ -156,17 +191,20 @@ def small_install(tmp_path_factory):
     packages.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         name = entry.name.lower()
-        if not any(name.startswith(prefix) for prefix in WITHOUT) and entry.suffix != ".pth":
+        if (not any(name.startswith(prefix) for prefix in WITHOUT) and entry.suffix != ".pth"
+                and not name.startswith(("keras_rnn", "__editable__"))):
             (packages / entry.name).symlink_to(entry)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(home / "wheel"), str(wheel_file)], check=True, timeout=600)
     (purelib,) = (home / "venv" / "lib").glob("python*/site-packages")
-    (purelib / "linked.pth").write_text(f"{packages}\n{ROOT}\n")
+    (purelib / "linked.pth").write_text(f"{packages}\n{home / 'wheel'}\n")
     return home / "venv" / "bin" / "python"
 
 
 def run_small(small_install, tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras_home"))
-    return subprocess.run([str(small_install), "-m", "keras_rnn", *map(str, args)],
+    return subprocess.run([str(small_install), "-m", "keras_rnn.cli", *map(str, args)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -251,7 +289,7 @@ def test_the_extras_checked_are_the_extras_setup_cfg_installs():
     import configparser
     import re
 
-    from keras_rnn._extras import EXTRAS, OPTION_EXTRAS
+    from keras_rnn.cli.extras import EXTRAS, OPTION_EXTRAS
 
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
@@ -270,7 +308,7 @@ def test_serve_rest_api_port_without_werkzeug_is_one_line(monkeypatch, capsys):
     import importlib.util
 
     from keras_rnn import cli
-    from keras_rnn._extras import require_options
+    from keras_rnn.cli.extras import require_options
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -65,7 +65,7 @@ def test_batched_requests_of_the_real_model_equal_unbatched_ones(exported_model)
 
     from keras_rnn.serving.client import TranslatorClient
     from keras_rnn.serving.server import Server, ServerConfig
-    from keras_rnn.tokenizer import register_tf_text_ops
+    from keras_rnn.training.tokenizer import register_tf_text_ops
 
     sentences = (MULTI30K / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:64]
     register_tf_text_ops()

@@ -34,7 +34,7 @@ def version_dir(exported_model):
 
 @pytest.fixture(scope="module")
 def loaded(version_dir):
-    from keras_rnn.tokenizer import register_tf_text_ops
+    from keras_rnn.training.tokenizer import register_tf_text_ops
 
     register_tf_text_ops()
     return tf.saved_model.load(str(version_dir))
@@ -136,7 +136,7 @@ def test_the_graph_has_only_core_tensorflow_and_tf_text_ops(version_dir):
     from tensorflow.python.framework import op_def_registry
     from tensorflow.python.saved_model import loader_impl
 
-    from keras_rnn.tokenizer import register_tf_text_ops
+    from keras_rnn.training.tokenizer import register_tf_text_ops
 
     graph = loader_impl.parse_saved_model(str(version_dir)).meta_graphs[0].graph_def
     used = {node.op for node in graph.node}
@@ -185,7 +185,7 @@ def test_tf_text_ops_register_from_many_threads_at_once():
     # stand-in `tensorflow_text` package (CI: "tensorflow_text.__spec__ is None").
     script = """
 import importlib.util, sys, threading
-from keras_rnn.tokenizer import register_tf_text_ops
+from keras_rnn.training.tokenizer import register_tf_text_ops
 barrier, errors = threading.Barrier(8), []
 def load():
     barrier.wait()

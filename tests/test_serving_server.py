@@ -175,7 +175,7 @@ def test_serve_cli_prints_ready_line_and_stops_on_sigterm(tmp_path, fake_version
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     start = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "keras_rnn", "serve", "--model-base-dir", str(base), "--port", "0",
+        [sys.executable, "-m", "keras_rnn.cli", "serve", "--model-base-dir", str(base), "--port", "0",
          "--poll-seconds", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

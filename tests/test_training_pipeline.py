@@ -8,7 +8,7 @@ import pytest
 
 from keras_rnn.training.config import Config
 from keras_rnn.training.pipeline import BatchPlan, ParallelData, competence, numpy_batches, tf_dataset
-from keras_rnn.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from keras_rnn.training.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 needs_multi30k = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")

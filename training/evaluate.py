@@ -17,7 +17,7 @@ import numpy as np
 from keras_rnn.training import data as data_lib
 from keras_rnn.training.config import Config
 from keras_rnn.training.pipeline import pad_rows
-from keras_rnn.tokenizer import EOS_ID, Tokenizer
+from keras_rnn.training.tokenizer import EOS_ID, Tokenizer
 
 
 class Translator:

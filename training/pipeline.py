@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from keras_rnn.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from keras_rnn.training.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 class ParallelData:

@@ -50,7 +50,7 @@ import numpy as np
 import keras_rnn
 from keras_rnn.training import data as data_lib
 from keras_rnn.training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
-from keras_rnn.tokenizer import Tokenizer, train_tokenizer
+from keras_rnn.training.tokenizer import Tokenizer, train_tokenizer
 from keras_rnn.training.checkpoints import Checkpoints
 from keras_rnn.training.controller import Controller, CtrlC, PartialEpoch
 from keras_rnn.training.history import History, log

@@ -197,10 +197,10 @@ def tiny_model(workdir):
         raise SystemExit(f"image-test: FAILED: no Multi30k copy at {MULTI30K}")
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     config = write_config(workdir, "tiny")
-    run(sys.executable, "-m", "keras_rnn", "train", config, cwd=ROOT, env=env,
+    run(sys.executable, "-m", "keras_rnn.cli", "train", config, cwd=ROOT, env=env,
         capture=True)
     models = workdir / "models"
-    run(sys.executable, "-m", "keras_rnn", "export", workdir / "tiny", models,
+    run(sys.executable, "-m", "keras_rnn.cli", "export", workdir / "tiny", models,
         "--max-beam-size", "3", cwd=ROOT, env=env, capture=True)
     # Readable by the image's user (uid 10001), as a mounted volume would be.
     for path in [models, *models.rglob("*")]:
@@ -211,7 +211,7 @@ def tiny_model(workdir):
 def expected_translations(models):
     import tensorflow as tf
 
-    from keras_rnn.tokenizer import register_tf_text_ops
+    from keras_rnn.training.tokenizer import register_tf_text_ops
 
     register_tf_text_ops()
     version = models / "tiny" / "1"
@@ -353,7 +353,7 @@ def main(argv=None):
         got = stock_predict(target)
         check(got == expected, f"stock PredictionService Predict translates: {got}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        result = run(sys.executable, "-m", "keras_rnn", "translate", "--server", target,
+        result = run(sys.executable, "-m", "keras_rnn.cli", "translate", "--server", target,
                      *SENTENCES, cwd=ROOT, env=env, capture=True, check=False)
         check(result.returncode == 0 and result.stdout.splitlines() == expected,
               f"keras-rnn translate --server {target}: {result.stdout.splitlines()}")

@@ -21,7 +21,7 @@ import argparse
 import importlib
 import sys
 
-from keras_rnn._extras import MissingExtra, require, require_options
+from keras_rnn.cli.extras import MissingExtra, require, require_options
 from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT, ServerConfig
 
 # command -> (module, function); `translate` goes to serving with --server.
@@ -81,7 +81,7 @@ def _rerun_on_tensorflow(argv):
     import subprocess
 
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    command = [sys.executable, "-m", "keras_rnn"]
+    command = [sys.executable, "-m", "keras_rnn.cli"]
     if argv is None:
         sys.stdout.flush()
         sys.stderr.flush()

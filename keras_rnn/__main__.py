@@ -1,7 +1,0 @@
-"""`python -m keras_rnn ...` is the `keras-rnn` command."""
-
-import sys
-
-from keras_rnn.cli import main
-
-sys.exit(main())
