@@ -514,3 +514,28 @@ class GRUCell(RecurrentCell):
             "reset_after": self.reset_after,
         }
         return {**super().get_config(), **config}
+
+
+@register
+class LayerNormGRUCell(GRUCell):
+    """A `GRUCell` with `layer_norm=True` (TF Addons never had one).
+
+    Args:
+        units: positive int.
+        **kwargs: any other `keras_rnn.GRUCell` argument; `layer_norm`, if
+            given (a saved config carries it), must be `True`.
+
+    Example:
+
+    >>> LayerNormGRUCell(8).layer_norm
+    True
+    """
+
+    def __init__(self, units, **kwargs):
+        layer_norm = kwargs.pop("layer_norm", True)
+        if layer_norm != True:  # noqa: E712 (1, as in an old config, is fine)
+            raise ValueError(
+                "LayerNormGRUCell: `layer_norm` is True; got "
+                f"{layer_norm!r}. Use `keras_rnn.GRUCell` for other values."
+            )
+        super().__init__(units, layer_norm=True, **kwargs)
