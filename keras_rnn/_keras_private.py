@@ -7,6 +7,9 @@ one to check. Everything else in keras_rnn uses public Keras (`keras.ops`,
 
 import contextlib
 
+from keras import ops
+from keras import tree
+
 # `DropoutRNNCell`: `keras.layers.RNN` draws (and caches) a cell's dropout
 # masks before its time loop, as JAX's `scan` requires, and clears them
 # after, only for cells that are instances of this mixin. Our cells inherit it
@@ -21,7 +24,6 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401
 # `backend.get_autocast_scope` / `backend.AutocastScope`: see `autocast`.
 from keras.src import backend as _backend
 
-rnn = _backend.rnn
 lstm = _backend.lstm
 gru = _backend.gru
 
@@ -51,3 +53,33 @@ def autocast(layer):
     if current is None and compute == layer.variable_dtype:
         return contextlib.nullcontext()
     return _backend.AutocastScope(compute)
+
+
+def rnn(step_function, inputs, initial_states, *, time_major=False, input_length=None,
+        **kwargs):
+    """`backend.rnn` (Keras's time loop), always told how many steps to run.
+
+    Keras's TensorFlow and PyTorch loops take `input_length or
+    inputs.shape[1]` as the iteration bound. For a time-major input whose
+    length is unknown when traced (`tf.function` with relaxed shapes: a
+    second call with another source length) `shape[1]` is the *batch* size,
+    so the loop ran `batch` steps and silently returned a truncated
+    recurrence. Here a missing length is the static length where there is
+    one, else the dynamic one (in a list: truthy, and its maximum is the
+    bound, which both backends accept).
+
+    Args:
+        step_function, inputs, initial_states, **kwargs: as `backend.rnn`.
+        time_major: whether `inputs` is `(time, batch, ...)`.
+        input_length: the number of steps, or None to read it off `inputs`.
+
+    Returns:
+        `(last_output, outputs, new_states)`, as `backend.rnn`.
+    """
+    if input_length is None:
+        first = tree.flatten(inputs)[0]
+        axis = 0 if time_major else 1
+        steps = first.shape[axis]
+        input_length = steps if steps is not None else [ops.shape(first)[axis]]
+    return _backend.rnn(step_function, inputs, initial_states, time_major=time_major,
+                        input_length=input_length, **kwargs)
