@@ -9,12 +9,15 @@
     keras-rnn serve --model-base-dir models
     keras-rnn translate --server 127.0.0.1:8500 "Ein Hund rennt durch den Schnee."
 
-This module holds only flags: it imports `argparse` and the serving defaults
-(plain dataclasses). Each command imports its implementation when it runs
-(`keras_rnn.training.commands`, `keras_rnn.serving.commands`), so the
-training commands need neither gRPC nor protobuf, `--help` needs neither,
-and `export`, `serve` and `translate --server` say in one line when the
-serving extra is missing.
+This module holds only flags: it imports `argparse` and the serving
+defaults (plain dataclasses, which the `serve` and `export` flags are named
+after and take their defaults from). Each command imports its
+implementation when it runs (`keras_rnn.training.commands`,
+`keras_rnn.serving.commands`), so the training commands need neither gRPC
+nor protobuf, `--help` needs neither, and `export`, `serve` and `translate
+--server` say in one line when the serving extra is missing. A command that
+needs Keras's TensorFlow backend says so (`keras_rnn._backend`), and runs
+again on it.
 """
 
 import argparse
@@ -22,7 +25,12 @@ import importlib
 import sys
 
 from keras_rnn.cli.extras import MissingExtra, require, require_options
-from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT, ServerConfig
+from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT, ExportConfig, ServerConfig
+
+# What `keras-rnn --help` opens with.
+SUMMARY = ("keras-rnn: train, evaluate, export and serve attention translators.\n"
+           "Recurrent seq2seq models for Keras 3 with beam search, served over gRPC and "
+           "REST\nwith the TensorFlow Serving API.")
 
 # command -> (module, function); `translate` goes to serving with --server.
 COMMANDS = {
@@ -37,14 +45,13 @@ COMMANDS = {
 }
 # The errors a command reports in one line (exit status 2) instead of a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, RuntimeError)
-# Commands that build or run TensorFlow graphs: they run on Keras's TensorFlow
-# backend whatever KERAS_BACKEND says (a model trained on JAX loads unchanged).
-TENSORFLOW_COMMANDS = ("export", "serve")
 
 
 def main(argv=None):
     """Runs `keras-rnn ARGV` and returns its exit status."""
-    args = build_parser().parse_args(argv)
+    from keras_rnn._backend import TensorFlowRequired
+
+    args = parse_args(argv)
     command = args.command
     if command == "translate" and args.server:
         command = "translate --server"
@@ -52,10 +59,13 @@ def main(argv=None):
     try:
         require("serving" if module_name.startswith("keras_rnn.serving") else "training")
         require_options(args.command, args)
-        if command in TENSORFLOW_COMMANDS and _keras_backend() != "tensorflow":
-            return _rerun_on_tensorflow(argv)
         module = importlib.import_module(module_name)
-        return getattr(module, function)(args)
+        try:
+            return getattr(module, function)(args)
+        except TensorFlowRequired:
+            if _on_tensorflow_already():
+                raise
+            return _rerun_on_tensorflow(argv)
     except MissingExtra as error:
         print(f"keras-rnn {args.command}: {error}", file=sys.stderr)
         return 3
@@ -64,9 +74,26 @@ def main(argv=None):
         return 2
 
 
-def _keras_backend():
-    keras = sys.modules.get("keras")  # imported by keras_rnn before this runs
-    return keras.backend.backend() if keras is not None else None
+def parse_args(argv=None):
+    """`keras-rnn ARGV` parsed; `translate` takes its options and sentences
+    in any order (`translate RUN --method greedy "S1" "S2"`)."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "translate":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args
+    # argparse cannot intermix the arguments of a subcommand; its own parser can.
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    translate = parser.commands.choices["translate"]
+    return translate.parse_intermixed_args(argv[argv.index("translate") + 1:],
+                                           argparse.Namespace(command="translate"))
+
+
+def _on_tensorflow_already():
+    import os
+
+    return os.environ.get("KERAS_BACKEND") == "tensorflow"
 
 
 def _rerun_on_tensorflow(argv):
@@ -89,11 +116,22 @@ def _rerun_on_tensorflow(argv):
     return subprocess.run([*command, *map(str, argv)], env=env).returncode
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: its help opens with what the tool does."""
+
+    def format_help(self):
+        return f"{SUMMARY}\n\n{super().format_help()}"
+
+
 def build_parser():
-    """The `keras-rnn` parser with every subcommand and its flags."""
-    parser = argparse.ArgumentParser(prog="keras-rnn", description=__doc__.split("\n")[0])
+    """The `keras-rnn` parser with every subcommand and its flags.
+
+    Its `commands` attribute is the subparsers action (`commands.choices`:
+    command name -> parser).
+    """
+    parser = _Parser(prog="keras-rnn")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume) a translator")
     train.add_argument("config", help="YAML config (training/configs/*.yaml)")
@@ -138,18 +176,20 @@ def build_parser():
         "export", help="SavedModel (text in, text out) as BASE_DIR/NAME/VERSION")
     export.add_argument("run", help="run directory (the config's output_dir)")
     export.add_argument("base_dir", help="model base directory (what a server watches)")
-    export.add_argument("--name", default=None, help="model name (default: the config's name)")
-    export.add_argument("--version", type=int, default=None,
+    exported = ExportConfig()
+    export.add_argument("--name", dest="model_name", default=exported.model_name,
+                        help="model name (default: the config's name)")
+    export.add_argument("--version", type=int, default=exported.version,
                         help="integer version (default: one more than the highest there)")
-    export.add_argument("--beam-size", type=int, default=None,
+    export.add_argument("--beam-size", type=int, default=exported.beam_size,
                         help="default beam size (default: the config's)")
-    export.add_argument("--max-beam-size", type=int, default=8,
-                        help="largest beam size a request may ask for")
-    export.add_argument("--max-length", type=int, default=None,
+    export.add_argument("--max-beam-size", type=int, default=exported.max_beam_size,
+                        help="largest beam size a request may ask for (default: %(default)s)")
+    export.add_argument("--max-length", type=int, default=exported.max_length,
                         help="default maximum target tokens")
-    export.add_argument("--max-length-limit", type=int, default=None,
+    export.add_argument("--max-length-limit", type=int, default=exported.max_length_limit,
                         help="largest max_length a request may ask for")
-    export.add_argument("--max-source-tokens", type=int, default=None,
+    export.add_argument("--max-source-tokens", type=int, default=exported.max_source_tokens,
                         help="longest source sentence accepted, in subwords")
 
     return parser
@@ -197,7 +237,8 @@ def add_client_arguments(parser):
 
 
 def add_serve_arguments(parser):
-    """Adds the `keras-rnn serve` flags to an argparse parser.
+    """Adds the `keras-rnn serve` flags to an argparse parser: each sets the
+    `ServerConfig` field of its name and defaults to it (`config_from_args`).
 
     Args:
         parser: an `argparse.ArgumentParser` (or subparser).
@@ -207,15 +248,16 @@ def add_serve_arguments(parser):
     """
     defaults = ServerConfig()
     models = parser.add_argument_group("models")
-    models.add_argument("--model-base-dir", metavar="DIR",
+    models.add_argument("--model-base-dir", metavar="DIR", default=defaults.model_base_dir,
                         help="serve every subdirectory of DIR as a model "
                              "(DIR/NAME/VERSION/saved_model.pb)")
-    models.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+    models.add_argument("--model", dest="models", action="append", default=[],
+                        metavar="NAME=PATH",
                         help="serve the model directory PATH as NAME (repeatable)")
     models.add_argument("--versions", choices=("latest", "all"), default=defaults.versions,
                         help="serve the highest version only, or every version "
                              "(default: %(default)s)")
-    models.add_argument("--version-label", action="append", default=[],
+    models.add_argument("--version-label", dest="version_labels", action="append", default=[],
                         metavar="[MODEL:]LABEL=VERSION",
                         help="TensorFlow Serving's version labels: requests for LABEL "
                              "(model_spec.version_label, REST /labels/LABEL) get VERSION "
@@ -225,9 +267,11 @@ def add_serve_arguments(parser):
                         help="look for new versions every N seconds, 0 = never "
                              "(default: %(default)s)")
     models.add_argument("--graph-optimizations", action="store_true",
+                        default=defaults.graph_optimizations,
                         help="run TensorFlow's Grappler on the signatures (slower to "
                              "load and warm; no faster on the exported translators)")
-    models.add_argument("--no-warmup", action="store_true",
+    models.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        default=defaults.warmup,
                         help="do not replay assets.extra/tf_serving_warmup_requests")
     net = parser.add_argument_group("network")
     net.add_argument("--host", default=defaults.host,
@@ -244,21 +288,23 @@ def add_serve_arguments(parser):
                      help="RPCs in progress before RESOURCE_EXHAUSTED (default: %(default)s)")
     net.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes,
                      help="largest message received or sent (default: %(default)s)")
-    net.add_argument("--grace-seconds", type=float, default=10.0,
+    net.add_argument("--grace-seconds", type=float, default=defaults.grace_seconds,
                      help="on SIGTERM/SIGINT, time in-flight RPCs get to finish "
                           "(default: %(default)s)")
-    net.add_argument("--drain-seconds", type=float, default=0.0,
+    net.add_argument("--drain-seconds", type=float, default=defaults.drain_seconds,
                      help="on SIGTERM/SIGINT, time the server keeps answering after its "
                           "health says NOT_SERVING, so that clients watching health move "
                           "to other servers first, where nothing (such as a Kubernetes "
                           "preStop hook) drains it before the signal; at most "
                           "--grace-seconds (default: %(default)s)")
-    net.add_argument("--tls-cert", help="PEM server certificate chain (turns TLS on)")
-    net.add_argument("--tls-key", help="PEM server private key")
-    net.add_argument("--tls-client-ca",
+    net.add_argument("--tls-cert", default=defaults.tls_cert,
+                     help="PEM server certificate chain (turns TLS on)")
+    net.add_argument("--tls-key", default=defaults.tls_key, help="PEM server private key")
+    net.add_argument("--tls-client-ca", default=defaults.tls_client_ca,
                      help="PEM CA for client certificates (mutual TLS: required)")
     batch = parser.add_argument_group("batching and limits")
-    batch.add_argument("--no-batching", action="store_true",
+    batch.add_argument("--no-batching", dest="batching", action="store_false",
+                       default=defaults.batching,
                        help="run each request alone instead of merging concurrent ones")
     batch.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
                        help="most sentences in one batch (default: %(default)s)")
@@ -283,7 +329,7 @@ def add_serve_arguments(parser):
                        help="longest a request may queue and run; the deadline of requests "
                             "that set none (default: %(default)s)")
     obs = parser.add_argument_group("observability")
-    obs.add_argument("--metrics-port", type=int, default=0,
+    obs.add_argument("--metrics-port", type=int, default=defaults.metrics_port,
                      help="Prometheus /metrics HTTP port, 0 = off (default: %(default)s)")
     obs.add_argument("--metrics-host", default=defaults.metrics_host,
                      help="address of the metrics endpoint (default: %(default)s)")

@@ -1,4 +1,11 @@
-"""The Keras backend keras-rnn starts Keras with, when the chosen one is absent.
+"""Which Keras backend keras-rnn runs on: the one home of that rule.
+
+- `select_backend`: the backend `import keras_rnn` starts Keras with, when
+  the chosen one is absent.
+- `require_tensorflow`: what needs the TensorFlow backend (`keras-rnn
+  export` and `serve` build or run TensorFlow graphs) says so by raising
+  `TensorFlowRequired`; the command line answers that by running the same
+  command again on TensorFlow (a model trained on JAX loads unchanged).
 
 Keras uses the backend named by `KERAS_BACKEND`, else by `backend` in
 `~/.keras/keras.json` (which Keras itself writes on first import, with
@@ -48,3 +55,24 @@ def _installed(module):
         return importlib.util.find_spec(module) is not None
     except ImportError:  # an import hook that refuses the module
         return False
+
+
+class TensorFlowRequired(RuntimeError):
+    """Keras runs on another backend than TensorFlow, and the caller builds
+    or runs TensorFlow graphs (Keras cannot switch backends in a process)."""
+
+
+def require_tensorflow(what):
+    """Raises `TensorFlowRequired` unless Keras runs on TensorFlow.
+
+    Args:
+        what: who needs it, for the message ("keras-rnn export").
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise TensorFlowRequired(
+            f"{what} builds TensorFlow graphs and needs the TensorFlow backend; this "
+            f"process runs Keras on {backend!r}. Run it with KERAS_BACKEND=tensorflow "
+            "(the weights of a model trained on another backend load there unchanged).")

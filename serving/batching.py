@@ -3,7 +3,7 @@
 Concurrent requests for one model version are split into sentences and
 merged with other requests that share the same batch key (signature,
 `beam_size`, `max_length`, `n_best`): a batch runs when it holds
-`max_batch_size` sentences or `batch_timeout_s` after its first sentence
+`max_batch_size` sentences or `batch_timeout_ms` after its first sentence
 arrived, whichever comes first. A request larger than the room left in the
 open batch is split across batches and reassembled in order.
 
@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from keras_rnn.serving.config import BatchingOptions  # noqa: F401 - re-exported
 from keras_rnn.serving.contract import EXTENTS, PADDED_AXES
 
 
@@ -48,25 +49,6 @@ class DeadlineExceededError(Exception):
 
 class BatcherStoppedError(Exception):
     """The batcher was stopped before the request ran (UNAVAILABLE)."""
-
-
-@dataclasses.dataclass
-class BatchingOptions:
-    """Dynamic batching settings (per model version).
-
-    Attributes:
-        max_batch_size: most sentences in one batch.
-        batch_timeout_s: longest wait of a batch's first sentence for more.
-        max_enqueued_batches: most batches (open or full) waiting to run.
-        max_queued_sentences: most sentences waiting, over all batches.
-        num_batch_threads: threads running batches.
-    """
-
-    max_batch_size: int = 32
-    batch_timeout_s: float = 0.005
-    max_enqueued_batches: int = 64
-    max_queued_sentences: int = 1024
-    num_batch_threads: int = 1
 
 
 def _pad_value(array):
@@ -308,7 +290,7 @@ class Batcher:
 
     def _next_batch(self):
         """Blocks until a batch is due; None when stopped and drained."""
-        timeout_s = self.options.batch_timeout_s
+        timeout_s = self.options.batch_timeout_ms / 1000
         with self._cond:
             while True:
                 now = time.monotonic()

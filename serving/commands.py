@@ -2,16 +2,19 @@
 
 `export`, `serve` and `translate --server` need the serving extra; the
 command line checks it before importing this module (`keras_rnn.cli.extras`).
+`export` and `serve` need Keras's TensorFlow backend and say so first
+(`keras_rnn._backend.require_tensorflow`); the command line then runs them
+again on it.
 """
+
+from keras_rnn.serving.config import ExportConfig, configure
+
 
 def export(args):
     """`keras-rnn export`."""
     from keras_rnn.serving.export import export as export_run
 
-    path = export_run(args.run, args.base_dir, model_name=args.name, version=args.version,
-                      beam_size=args.beam_size, max_beam_size=args.max_beam_size,
-                      max_length=args.max_length, max_length_limit=args.max_length_limit,
-                      max_source_tokens=args.max_source_tokens)
+    path = export_run(args.run, args.base_dir, configure(ExportConfig, args))
     print(f"exported {path}")
     return 0
 
@@ -27,6 +30,9 @@ def serve(args):
     import os
     import sys
 
+    from keras_rnn._backend import require_tensorflow
+
+    require_tensorflow("keras-rnn serve")  # before TensorFlow is imported here
     from keras_rnn.serving.server import run_serve
 
     status = run_serve(args)

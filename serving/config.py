@@ -1,8 +1,14 @@
-"""The serving configuration: `ServerConfig`, plain data.
+"""The serving configuration, plain data: `ServerConfig`, `BatchingOptions`
+and `ExportConfig`, and `configure`, the one map from a config (or parsed
+flags) to a dataclass.
 
-`keras-rnn serve` flags map one to one onto its fields; this module imports
-only `dataclasses`, so the command line can show the defaults without
-importing gRPC or TensorFlow.
+    config = config_from_args(args)                      # keras-rnn serve flags
+    options = configure(BatchingOptions, config)         # the batcher's part of it
+
+`keras-rnn serve` and `keras-rnn export` flags are named after these fields
+and take their defaults from them; this module imports only `dataclasses`,
+so the command line can show the defaults without importing gRPC or
+TensorFlow.
 """
 
 import dataclasses
@@ -11,9 +17,38 @@ import dataclasses
 DEFAULT_CLIENT_TIMEOUT = 30.0
 
 
+def configure(cls, source):
+    """An instance of the dataclass `cls` from the same-named attributes of
+    `source` (a config, or parsed flags): the one map from a config to the
+    object it configures."""
+    return cls(**{field.name: getattr(source, field.name)
+                  for field in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass
+class BatchingOptions:
+    """Dynamic batching settings, per model version (`batching.Batcher`).
+
+    Attributes:
+        max_batch_size: most sentences in one batch.
+        batch_timeout_ms: longest wait of a batch's first sentence for more,
+            in milliseconds.
+        max_enqueued_batches: most batches (open or full) waiting to run.
+        max_queued_sentences: most sentences waiting, over all batches.
+        num_batch_threads: threads running batches.
+    """
+
+    max_batch_size: int = 32
+    batch_timeout_ms: float = 5.0
+    max_enqueued_batches: int = 64
+    max_queued_sentences: int = 1024
+    num_batch_threads: int = 1
+
+
 @dataclasses.dataclass
 class ServerConfig:
-    """Everything `Server` needs; `keras-rnn serve` flags map one to one.
+    """Everything `Server` needs; each `keras-rnn serve` flag sets the field
+    of its name (`config_from_args`).
 
     Attributes:
         model_base_dir: every subdirectory is a model (versions inside).
@@ -28,7 +63,7 @@ class ServerConfig:
         host, port: where to listen (port 0: any free port).
         batching: merge concurrent requests into batches.
         max_batch_size, batch_timeout_ms, max_enqueued_batches,
-        max_queued_sentences, num_batch_threads: see `BatchingOptions`.
+        max_queued_sentences, num_batch_threads: the `BatchingOptions`.
         max_request_sentences: most sentences in one request.
         max_sentence_chars: longest sentence accepted, in characters.
         max_request_seconds: longest a request may wait for its batch and
@@ -37,6 +72,14 @@ class ServerConfig:
         max_message_bytes: largest gRPC message received or sent.
         workers: gRPC handler threads.
         max_concurrent_rpcs: RPCs in progress before RESOURCE_EXHAUSTED.
+        grace_seconds: on stop (SIGTERM/SIGINT), how long in-flight RPCs may
+            still take.
+        drain_seconds: on stop, how long the server keeps answering after
+            its health says NOT_SERVING (at most `grace_seconds`), so that
+            clients watching health move away first. 0: stop refusing at
+            once; Kubernetes' preStop sleep does the draining there, and
+            `TranslatorClient` retries the calls a stopping server refuses
+            or cancels.
         metrics_port: Prometheus HTTP port (0: no metrics endpoint).
         rest_api_port: TensorFlow Serving's REST API port (0: off), on
             `host`, with the same TLS settings as gRPC.
@@ -61,17 +104,19 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8500
     batching: bool = True
-    max_batch_size: int = 32
-    batch_timeout_ms: float = 5.0
-    max_enqueued_batches: int = 64
-    max_queued_sentences: int = 1024
-    num_batch_threads: int = 1
+    max_batch_size: int = BatchingOptions.max_batch_size
+    batch_timeout_ms: float = BatchingOptions.batch_timeout_ms
+    max_enqueued_batches: int = BatchingOptions.max_enqueued_batches
+    max_queued_sentences: int = BatchingOptions.max_queued_sentences
+    num_batch_threads: int = BatchingOptions.num_batch_threads
     max_request_sentences: int = 64
     max_sentence_chars: int = 1000
     max_request_seconds: float = 60.0
     max_message_bytes: int = 4 * 1024 * 1024
     workers: int = 64
     max_concurrent_rpcs: int = 256
+    grace_seconds: float = 10.0
+    drain_seconds: float = 0.0
     metrics_port: int = 0
     rest_api_port: int = 0
     metrics_host: str = "127.0.0.1"
@@ -81,9 +126,61 @@ class ServerConfig:
     warmup: bool = True
     graph_optimizations: bool = False
 
-    def labels_for(self, model):
-        """{label: version} of `model` (labels for every model included)."""
-        return {**self.version_labels.get("", {}), **self.version_labels.get(model, {})}
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What `keras-rnn export` writes into a version beside the model
+    (`export.export`); each flag sets the field of its name.
+
+    Attributes:
+        model_name: default: the run's config `name`.
+        version: integer version; default: one more than the highest there.
+        beam_size: default beam size of the signature (default: the
+            model's decoding setting, the config's `evaluation.beam_size`).
+        max_beam_size: the largest beam a request may ask for.
+        max_length: default `max_length` (default: the model's setting).
+        max_length_limit: the largest `max_length` accepted (default:
+            `max_length`).
+        max_source_tokens: longest source sentence accepted, in subwords
+            (default: the model's `max_source_length`, else 4 x the
+            training data's `max_length`).
+    """
+
+    model_name: str = None
+    version: int = None
+    beam_size: int = None
+    max_beam_size: int = 8
+    max_length: int = None
+    max_length_limit: int = None
+    max_source_tokens: int = None
+
+
+def config_from_args(args):
+    """A `ServerConfig` from parsed `keras-rnn serve` flags: each field from
+    the flag of its name, `--model` and `--version-label` parsed.
+
+    Raises:
+        ValueError: a --model flag is not NAME=PATH, or a --version-label
+            flag not [MODEL:]LABEL=VERSION.
+    """
+    flags = configure(ServerConfig, args)  # models, version_labels: the flags' lists
+    return dataclasses.replace(flags, models=parse_models(flags.models),
+                               version_labels=parse_version_labels(flags.version_labels))
+
+
+def parse_models(items):
+    """`--model NAME=PATH` flags -> `models` ({name: path}).
+
+    Raises:
+        ValueError: an item is not of that form.
+    """
+    models = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--model {item!r}: expected NAME=PATH")
+        models[name] = path
+    return models
 
 
 def parse_version_labels(items):

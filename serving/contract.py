@@ -71,10 +71,10 @@ SCALAR_RANGES = {BEAM_SIZE: (1, "max_beam_size"), N_BEST: (1, BEAM_SIZE),
 # map: input name -> key of keras_rnn.json (or a constant).
 METADATA_DEFAULTS = {BEAM_SIZE: "beam_size", MAX_LENGTH: "max_length", N_BEST: 1}
 
-# Files of a version directory.
+# Files of a version directory, relative to it.
 ASSETS_EXTRA = "assets.extra"
-WARMUP_FILE = "tf_serving_warmup_requests"  # TensorFlow Serving's warm-up records
-METADATA_FILE = "keras_rnn.json"  # the export's limits and provenance
+WARMUP_FILE = f"{ASSETS_EXTRA}/tf_serving_warmup_requests"  # TensorFlow Serving's warm-up
+METADATA_FILE = f"{ASSETS_EXTRA}/keras_rnn.json"  # the export's limits and provenance
 
 
 def _describe(dtype, rank):

@@ -50,39 +50,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from keras_rnn._backend import require_tensorflow
 from keras_rnn.serving import contract
+from keras_rnn.serving.config import ExportConfig
 from keras_rnn.serving.contract import (ALIGNMENTS, LENGTHS, SCORES, SOURCE_PIECES,
                                         TARGET_PIECES, TRANSLATIONS)
 
 SIGNATURE_KEY = contract.DEFAULT_SIGNATURE
 ALIGNMENTS_SIGNATURE_KEY = contract.ALIGNMENTS_SIGNATURE
-WARMUP_FILE = contract.WARMUP_FILE
-METADATA_FILE = contract.METADATA_FILE
 WARMUP_SENTENCES = ("Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.")
-
-
-def require_tensorflow_backend(command="export"):
-    """Selects the TensorFlow backend, or raises if Keras runs another one.
-
-    Export and serving build TensorFlow graphs. When Keras is not imported
-    yet, this sets `KERAS_BACKEND=tensorflow` for the process.
-
-    Raises:
-        RuntimeError: Keras is already imported with another backend.
-    """
-    import sys
-
-    if "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = "tensorflow"
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            f"keras-rnn {command} builds a TensorFlow graph and needs the TensorFlow "
-            f"backend; this process runs Keras on {keras.backend.backend()!r}. Run it "
-            "with KERAS_BACKEND=tensorflow (the weights of a model trained on JAX "
-            "load there unchanged)."
-        )
 
 
 def next_version(model_dir):
@@ -308,25 +284,14 @@ def warmup_requests(model_name, sentences=WARMUP_SENTENCES):
     return records
 
 
-def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
-           max_beam_size=8, max_length=None, max_length_limit=None,
-           max_source_tokens=None, warmup_sentences=WARMUP_SENTENCES):
+def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
     """Exports a trained run as `base_dir/model_name/version/`.
 
     Args:
         run_dir: a training run directory (its `model/` is exported).
         base_dir: the model base directory a server watches.
-        model_name: default: the run's config `name`.
-        version: integer version; default: one more than the highest there.
-        beam_size: default beam size of the signature (default: the
-            model's decoding setting, the config's `evaluation.beam_size`).
-        max_beam_size: the largest beam a request may ask for.
-        max_length: default `max_length` (default: the model's setting).
-        max_length_limit: the largest `max_length` accepted (default:
-            `max_length`).
-        max_source_tokens: longest source sentence accepted, in subwords
-            (default: the model's `max_source_length`, else 4 x the
-            training data's `max_length`).
+        config: an `ExportConfig` (name, version, beam and length limits;
+            default: `ExportConfig()`).
         warmup_sentences: source sentences of the warm-up requests.
 
     Returns:
@@ -335,30 +300,33 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
     Raises:
         FileExistsError: the version exists (versions are immutable).
         FileNotFoundError: the run has no trained model.
+        RuntimeError: Keras runs on another backend than TensorFlow.
     """
-    require_tensorflow_backend()
+    require_tensorflow("keras-rnn export")
     import tensorflow as tf
 
     from keras_rnn.training.evaluate import Translator
 
+    config = config or ExportConfig()
     translator = Translator(run_dir)
-    model, config = translator.model, translator.config
-    model_name = model_name or config.name
+    model, run_config = translator.model, translator.config
+    model_name = config.model_name or run_config.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", model_name):
         raise ValueError(f"model_name {model_name!r}: use letters, digits, '_', '.', '-'.")
     model_dir = Path(base_dir) / model_name
-    version = next_version(model_dir) if version is None else version
+    version = next_version(model_dir) if config.version is None else config.version
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version must be a positive integer; got {version!r}.")
     final = model_dir / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are immutable (pick another).")
     settings = model.decoding_settings()
-    beam_size = beam_size or settings.beam_size
-    max_length = max_length or settings.max_length
-    max_length_limit = max_length_limit or max_length
-    max_source_tokens = (max_source_tokens or model.max_source_length
-                         or 4 * config.data.max_length)
+    max_beam_size = config.max_beam_size
+    beam_size = config.beam_size or settings.beam_size
+    max_length = config.max_length or settings.max_length
+    max_length_limit = config.max_length_limit or max_length
+    max_source_tokens = (config.max_source_tokens or model.max_source_length
+                         or 4 * run_config.data.max_length)
     exporter = TranslatorModule(
         model, translator.source_tokenizer, translator.target_tokenizer,
         beam_size=beam_size, max_beam_size=max_beam_size, max_length=max_length,
@@ -371,14 +339,14 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
         start = time.perf_counter()
         tf.saved_model.save(exporter.module, str(temporary),
                             signatures=exporter.signatures())
-        extra = temporary / contract.ASSETS_EXTRA
-        extra.mkdir()
-        with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
+        (temporary / contract.ASSETS_EXTRA).mkdir()
+        with tf.io.TFRecordWriter(str(temporary / contract.WARMUP_FILE)) as writer:
             for record in warmup_requests(model_name, warmup_sentences):
                 writer.write(record)
         metadata = {
             "model_name": model_name, "version": version,
-            "source_lang": config.data.source_lang, "target_lang": config.data.target_lang,
+            "source_lang": run_config.data.source_lang,
+            "target_lang": run_config.data.target_lang,
             "beam_size": beam_size, "max_beam_size": max_beam_size,
             "max_length": max_length, "max_length_limit": max_length_limit,
             "max_source_tokens": max_source_tokens,
@@ -387,7 +355,7 @@ def export(run_dir, base_dir, model_name=None, version=None, beam_size=None,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "export_seconds": round(time.perf_counter() - start, 1),
         }
-        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n")
+        (temporary / contract.METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n")
         os.rename(temporary, final)  # atomic: the version appears whole
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -5,11 +5,12 @@
 For the methods of `services` (the health and reflection services pass
 through untouched) it
 
-- sets the request's deadline (`current_deadline()`): the client's, capped
-  by the server's `max_request_seconds`, which is also the deadline of
-  requests that set none (gRPC then reports ~1e19 s remaining; stock
-  clients and grpcurl send no deadline by default); a request whose
-  deadline already passed gets DEADLINE_EXCEEDED;
+- answers DEADLINE_EXCEEDED to a request whose deadline already passed
+  (the servicers take each request's deadline from its context with
+  `request_deadline`: the client's, capped by the server's
+  `max_request_seconds`, which is also the deadline of requests that set
+  none; gRPC then reports ~1e19 s remaining, and stock clients and grpcurl
+  send no deadline by default);
 - parses the request itself, so an unparseable one gets INVALID_ARGUMENT
   (gRPC's own parser answers INTERNAL);
 - refuses a response larger than `max_message_bytes` with
@@ -22,7 +23,6 @@ through untouched) it
   writes one JSON log line with the servicer's `call_fields()`.
 """
 
-import threading
 import time
 
 import grpc
@@ -34,8 +34,6 @@ from keras_rnn.serving.observability import begin_call, log
 # More time remaining than this means the client set no deadline.
 NO_DEADLINE_S = 1e7
 
-_deadline = threading.local()
-
 
 def remaining_seconds(context):
     """Seconds left of the client's deadline; None when it set none."""
@@ -45,11 +43,13 @@ def remaining_seconds(context):
     return remaining
 
 
-def current_deadline(default_seconds):
-    """The `time.monotonic()` deadline of the RPC handled on this thread
-    (set by the interceptor), or `default_seconds` from now outside one."""
-    deadline = getattr(_deadline, "value", None)
-    return deadline if deadline is not None else time.monotonic() + default_seconds
+def request_deadline(context, max_seconds):
+    """The `time.monotonic()` time a request must be answered by: the
+    client's deadline, capped at `max_seconds` from now (also the deadline
+    of a request that set none)."""
+    remaining = remaining_seconds(context)
+    return time.monotonic() + (max_seconds if remaining is None
+                               else min(remaining, max_seconds))
 
 
 class _BadMessage:
@@ -75,15 +75,12 @@ class ServingInterceptor(grpc.ServerInterceptor):
         services: full names of the services to intercept
             ("tensorflow.serving.PredictionService", ...).
         metrics: the server's `observability.Metrics`.
-        max_request_seconds: the server's limit on a request's time.
         max_message_bytes: the largest response sent.
     """
 
-    def __init__(self, services, metrics, max_request_seconds=60.0,
-                 max_message_bytes=4 * 1024 * 1024):
+    def __init__(self, services, metrics, max_message_bytes):
         self._prefixes = tuple(f"/{name}/" for name in services)
         self.metrics = metrics
-        self.max_request_seconds = max_request_seconds
         self.max_message_bytes = max_message_bytes
 
     def intercept_service(self, continuation, handler_call_details):
@@ -104,15 +101,13 @@ class ServingInterceptor(grpc.ServerInterceptor):
 
     def handle(self, short, behavior, request, context, api="grpc"):
         """Runs `behavior(request, context)` as one accounted RPC: its
-        deadline, its status (`context.abort(code, message)` on errors),
-        metrics and log line. The REST API (`rest.py`) calls it too."""
-        metrics, limit, max_bytes = self.metrics, self.max_request_seconds, self.max_message_bytes
+        status (`context.abort(code, message)` on errors), metrics and log
+        line. The REST API (`rest.py`) calls it too."""
+        metrics, max_bytes = self.metrics, self.max_message_bytes
         start = time.perf_counter()
         info = begin_call()
         code, message = grpc.StatusCode.OK, ""
         remaining = remaining_seconds(context)
-        _deadline.value = time.monotonic() + (limit if remaining is None
-                                              else min(remaining, limit))
         try:
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceededError("the deadline passed before the request ran")
@@ -134,7 +129,6 @@ class ServingInterceptor(grpc.ServerInterceptor):
                     "event": "internal_error", "method": short, **info}})
             context.abort(code, message)
         finally:
-            _deadline.value = None
             seconds = time.perf_counter() - start
             model = info.get("model", "")
             metrics.requests.labels(short, model, code.name).inc()

@@ -35,13 +35,13 @@ set follow the directories:
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
 import threading
 import time
 from pathlib import Path
-
 
 from keras_rnn.serving import contract
 from keras_rnn.serving.errors import (  # noqa: F401 - raised here, re-exported
@@ -119,28 +119,26 @@ class ModelManager:
     Args:
         models: dict of model name -> model directory (version subdirs).
         policy: "latest" (serve the highest version that loads) or "all".
-        on_load: optional `on_load(servable)` called after a version loaded
-            and warmed up, before it is published (the server attaches its
-            batcher there).
         warmup: replay warm-up requests before publishing a version.
-        check: `check(signature_defs)` -> problems; a version with problems
-            is refused (reported END with FAILED_PRECONDITION and its
-            problems, logged once) and the served version stays. Default:
-            the translator contract, `contract.check_signature_defs`.
         base_dir: optional model base directory: each poll, every folder in
             it (not hidden) that holds a complete version becomes a model.
+        load: `load(name, version, path)` -> a `Servable` (the server's
+            passes its batching options and metrics). Default: a `Servable`
+            checked against the translator contract; a version that breaks
+            it (`ContractError`) is refused (reported END with
+            FAILED_PRECONDITION and its problems, logged once) and the
+            served version stays.
     """
 
-    def __init__(self, models, policy="latest", on_load=None, warmup=True,
-                 check=contract.check_signature_defs, base_dir=None):
+    def __init__(self, models, policy="latest", warmup=True, base_dir=None,
+                 load=functools.partial(Servable, check=contract.check_signature_defs)):
         if policy not in ("latest", "all"):
             raise ValueError(f"version policy must be 'latest' or 'all'; got {policy!r}")
         self.models = {name: Path(path) for name, path in models.items()}
         self.base_dir = Path(base_dir) if base_dir else None
         self.policy = policy
-        self._on_load = on_load
         self._warmup = warmup
-        self._check = check
+        self._new_servable = load
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
         self._served = {name: {} for name in self.models}  # name -> {version: Servable}
@@ -149,12 +147,6 @@ class ModelManager:
         self._said = set()  # one-time log lines already written
         self._stop = threading.Event()
         self._thread = None
-
-    @classmethod
-    def from_base_dir(cls, base_dir, **kwargs):
-        """Every folder of `base_dir` holding a complete version is a model
-        (found by `poll`; the directory may be missing or empty for now)."""
-        return cls({}, base_dir=base_dir, **kwargs)
 
     # ------------------------------------------------------------ queries
 
@@ -326,12 +318,13 @@ class ModelManager:
         with self._lock:
             self._status[name][version] = VersionStatus(version, LOADING)
         start = time.perf_counter()
+        servable = None
         try:
-            servable = Servable(name, version, path, check=self._check)
+            servable = self._new_servable(name, version, path)
             warmed = servable.warm_up() if self._warmup else 0
-            if self._on_load is not None:
-                self._on_load(servable)
         except Exception as error:  # noqa: BLE001 - a bad version must not stop serving
+            if servable is not None:
+                servable.close(0)  # its batcher's threads
             self._failed[key] = contents
             message = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:500]}" \
                 if str(error).strip() else type(error).__name__

@@ -26,7 +26,9 @@ The routes, bodies and errors are TensorFlow Serving's
 
 Each call runs the gRPC servicers through the server's interceptor
 (`ServingInterceptor.handle`), so batching, limits, versions, metrics and
-logs are the gRPC path's; TLS uses the gRPC flags. HTTP is Werkzeug's
+logs are the gRPC path's; a `:predict` body is parsed first (`_PredictBody`)
+and converted to tensors inside `Predict`, with the dtypes of the signature
+it asks for. TLS uses the gRPC flags. HTTP is Werkzeug's
 threaded WSGI server; `RestApi` is a plain WSGI application, so it can also
 be mounted on any WSGI server.
 """
@@ -127,29 +129,111 @@ def _json_value(array):
     return array.tolist()
 
 
-class RestApi:
-    """The REST API as a WSGI application over a `Server`'s servicers.
+class _PredictBody:
+    """A `:predict` body, parsed before any model is looked at.
 
     Args:
-        server: the `Server` (its model manager and config).
-        interceptor: its `ServingInterceptor` (deadlines, status codes,
-            metrics, log lines).
-        prediction, model: its `PredictionServicer` and `ModelServicer`.
+        data: the request body (bytes).
+
+    Attributes:
+        signature: the signature key asked for.
+        row_format: True for `instances` (answered as `predictions`),
+            False for `inputs` (answered as `outputs`).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT: not JSON, or not an object with
+            exactly one of "instances" and "inputs".
     """
 
-    def __init__(self, server, interceptor, prediction, model):
-        self.server = server
+    def __init__(self, data):
+        try:
+            body = json.loads(data)
+        except ValueError as error:
+            raise ServingError(INVALID, f"the body is not JSON: {error}") from None
+        if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+            raise ServingError(INVALID, 'the body must be a JSON object with one of "instances" '
+                                        '(row format) or "inputs" (columnar format)')
+        self.signature = body.get("signature_name") or contract.DEFAULT_SIGNATURE
+        if not isinstance(self.signature, str):
+            raise ServingError(INVALID, "signature_name must be a string")
+        self.row_format = "instances" in body
+        self._values = body["instances"] if self.row_format else body["inputs"]
+
+    def tensors(self, signature_def):
+        """{input name: TensorProto} of the body, with the signature's dtypes."""
+        specs = signature_def.inputs
+        default_input = (next(iter(specs)) if len(specs) == 1
+                         else validation.batch_input(signature_def))
+        if self.row_format:
+            inputs = self._columns(self._values, specs, default_input)
+        elif isinstance(self._values, dict):
+            inputs = self._values
+        else:
+            inputs = {default_input: self._values}
+        tensors = {}
+        for key, value in inputs.items():
+            if key not in specs:
+                raise ServingError(INVALID, f"signature {bounded(self.signature)} has no input "
+                                            f"{bounded(key)} (inputs: {', '.join(sorted(specs))})")
+            tensors[key] = _tensor(key, value, specs[key].dtype)
+        return tensors
+
+    @staticmethod
+    def _columns(instances, specs, default_input):
+        """Row format -> {input name: value}: batch inputs stacked, inputs
+        without a batch axis (scalars) equal in every row."""
+        if not isinstance(instances, list) or not instances:
+            raise ServingError(INVALID, '"instances" must be a non-empty list')
+        if not all(isinstance(row, dict) for row in instances):
+            if any(isinstance(row, dict) for row in instances) or default_input is None:
+                raise ServingError(INVALID, 'instances must all be objects (input name -> '
+                                            'value), or all values of the only batched input')
+            return {default_input: instances}
+        columns = {}
+        for row in instances:
+            if set(row) != set(instances[0]):
+                raise ServingError(INVALID, "every instance must name the same inputs")
+            for key, value in row.items():
+                columns.setdefault(key, []).append(value)
+        inputs = {}
+        for key, values in columns.items():
+            info = specs.get(key)
+            if info is not None and not info.tensor_shape.unknown_rank \
+                    and len(info.tensor_shape.dim) == 0:
+                if any(v != values[0] for v in values):
+                    raise ServingError(INVALID, f"input {key!r} has no batch axis: it must be "
+                                                "equal in every instance")
+                inputs[key] = values[0]
+            else:
+                inputs[key] = values
+        return inputs
+
+
+class RestApi:
+    """The REST API as a WSGI application over the gRPC servicers.
+
+    Args:
+        runtime: the servicers' `Runtime` (its limits: body size, requests
+            in progress; each request's deadline).
+        interceptor: the server's `ServingInterceptor` (status codes,
+            metrics, log lines).
+        prediction, model: the `PredictionServicer` and `ModelServicer`.
+    """
+
+    def __init__(self, runtime, interceptor, prediction, model):
+        self.runtime = runtime
         self.interceptor = interceptor
         self.prediction = prediction
         self.model = model
-        self._slots = threading.BoundedSemaphore(server.config.max_concurrent_rpcs)
+        self._slots = threading.BoundedSemaphore(runtime.limits.max_concurrent_rpcs)
 
     def __call__(self, environ, start_response):
+        limits = self.runtime.limits
         request = Request(environ)
-        request.max_content_length = self.server.config.max_message_bytes
+        request.max_content_length = limits.max_message_bytes
         if not self._slots.acquire(blocking=False):
             response = self._error("RESOURCE_EXHAUSTED", (
-                f"more than {self.server.config.max_concurrent_rpcs} requests in progress "
+                f"more than {limits.max_concurrent_rpcs} requests in progress "
                 "(max_concurrent_rpcs)"))
         else:
             try:
@@ -169,7 +253,16 @@ class RestApi:
                         mimetype="application/json")
 
     def _call(self, short, behavior, request):
+        """`behavior(request, context)` as one accounted call; raises `_Aborted`
+        with the status of an error."""
         return self.interceptor.handle(short, behavior, request, _Context(), api="rest")
+
+    def _refuse(self, short, request, error):
+        """Answers `error` as one accounted call (counted, logged): raises `_Aborted`."""
+        def refuse(request_, context):
+            raise error
+
+        return self._call(short, refuse, request)
 
     def _dispatch(self, request):
         path = request.path
@@ -225,99 +318,34 @@ class RestApi:
         return Response(json.dumps(body), mimetype="application/json")
 
     def _predict(self, name, version, label, data):
+        import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
         request = predict_pb2.PredictRequest()
         _model_spec(request.model_spec, name, version, label)
-        row_format = [None]
+        try:
+            body = _PredictBody(data)
+        except ServingError as error:
+            return self._refuse("Predict", request, error)
+        request.model_spec.signature_name = body.signature
 
-        def build(request_, context):
-            """Parses the body inside the accounted call (errors are counted)."""
-            request_.model_spec.signature_name = self._fill(request_, data, row_format)
-            return self.prediction.Predict(request_, context)
+        def predict(request_, context):
+            return self.prediction.predict(request_, self.runtime.deadline(context),
+                                           read_inputs=body.tensors)
 
-        response = self._call("Predict", build, request)
-        import tensorflow as tf
-
+        response = self._call("Predict", predict, request)
         outputs = {key: _json_value(tf.make_ndarray(proto))
                    for key, proto in sorted(response.outputs.items())}
-        if row_format[0]:
+        if body.row_format:
             rows = len(next(iter(outputs.values())))
             if len(outputs) == 1:
-                body = {"predictions": next(iter(outputs.values()))}
+                answer = {"predictions": next(iter(outputs.values()))}
             else:
-                body = {"predictions": [{k: v[i] for k, v in outputs.items()}
-                                        for i in range(rows)]}
+                answer = {"predictions": [{k: v[i] for k, v in outputs.items()}
+                                          for i in range(rows)]}
         else:
-            body = {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
-        return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
-
-    def _fill(self, request, data, row_format):
-        """Fills `request.inputs` from the JSON body; returns the signature key."""
-        try:
-            body = json.loads(data)
-        except ValueError as error:
-            raise ServingError(INVALID, f"the body is not JSON: {error}") from None
-        if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-            raise ServingError(INVALID, 'the body must be a JSON object with one of "instances" '
-                                        '(row format) or "inputs" (columnar format)')
-        signature = body.get("signature_name") or contract.DEFAULT_SIGNATURE
-        if not isinstance(signature, str):
-            raise ServingError(INVALID, "signature_name must be a string")
-        manager = self.server.manager
-        name = manager.resolve_name(request.model_spec.name)
-        version = validation.version_of(request.model_spec, self.server.config.labels_for(name))
-        with manager.acquire(name, version) as servable:
-            signature_def = servable.signature_defs.get(signature)
-        if signature_def is None:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
-                f"Serving signature key {bounded(signature)} not found"))
-        specs = signature_def.inputs
-        default_input = (next(iter(specs)) if len(specs) == 1
-                         else validation.batch_input(signature_def))
-        row_format[0] = "instances" in body
-        if row_format[0]:
-            inputs = self._columns(body["instances"], specs, default_input)
-        else:
-            inputs = body["inputs"]
-            if not isinstance(inputs, dict):
-                inputs = {default_input: inputs}
-        for key, value in inputs.items():
-            if key not in specs:
-                raise ServingError(INVALID, f"signature {signature!r} has no input "
-                                            f"{bounded(key)} (inputs: {', '.join(sorted(specs))})")
-            request.inputs[key].CopyFrom(_tensor(key, value, specs[key].dtype))
-        return signature
-
-    @staticmethod
-    def _columns(instances, specs, default_input):
-        """Row format -> {input name: value}: batch inputs stacked, inputs
-        without a batch axis (scalars) equal in every row."""
-        if not isinstance(instances, list) or not instances:
-            raise ServingError(INVALID, '"instances" must be a non-empty list')
-        if not all(isinstance(row, dict) for row in instances):
-            if any(isinstance(row, dict) for row in instances) or default_input is None:
-                raise ServingError(INVALID, 'instances must all be objects (input name -> '
-                                            'value), or all values of the only batched input')
-            return {default_input: instances}
-        columns = {}
-        for row in instances:
-            if set(row) != set(instances[0]):
-                raise ServingError(INVALID, "every instance must name the same inputs")
-            for key, value in row.items():
-                columns.setdefault(key, []).append(value)
-        inputs = {}
-        for key, values in columns.items():
-            info = specs.get(key)
-            if info is not None and not info.tensor_shape.unknown_rank \
-                    and len(info.tensor_shape.dim) == 0:
-                if any(v != values[0] for v in values):
-                    raise ServingError(INVALID, f"input {key!r} has no batch axis: it must be "
-                                                "equal in every instance")
-                inputs[key] = values[0]
-            else:
-                inputs[key] = values
-        return inputs
+            answer = {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
+        return Response(json.dumps(answer, ensure_ascii=False), mimetype="application/json")
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -1,10 +1,12 @@
-"""One loaded SavedModel version: its signatures, defaults, warm-up and
-in-flight count (`Servable`); the model manager (`models.py`) loads them.
+"""One loaded SavedModel version: its signatures, defaults, warm-up, batcher
+and in-flight count (`Servable`); the model manager (`models.py`) loads them.
 
-    servable = Servable("de_en", 1, "exports/de_en/1", check=contract.check_signature_defs)
+    servable = Servable("de_en", 1, "exports/de_en/1", check=contract.check_signature_defs,
+                        batching=BatchingOptions(max_batch_size=32))
     servable.warm_up()
     with servable.use():
-        outputs = servable.predict("serving_default", {"inputs": sentences, ...})
+        outputs = servable.run("serving_default", inputs, deadline)   # batched
+        outputs = servable.predict("serving_default", inputs)         # alone
 """
 
 import contextlib
@@ -17,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_rnn.serving import contract
-from keras_rnn.serving.contract import METADATA_DEFAULTS
+from keras_rnn.serving import batching as batching_lib
+from keras_rnn.serving import contract, validation
+from keras_rnn.serving.contract import METADATA_DEFAULTS, METADATA_FILE, WARMUP_FILE
 from keras_rnn.serving.errors import ContractError
+from keras_rnn.serving.observability import log
 
-WARMUP_FILE = f"{contract.ASSETS_EXTRA}/{contract.WARMUP_FILE}"
-METADATA_FILE = f"{contract.ASSETS_EXTRA}/{contract.METADATA_FILE}"
 MAX_WARMUP_RECORDS = 1000
 
 
@@ -36,6 +38,10 @@ class Servable:
         check: optional `check(signature_defs)` -> list of problems, run on
             the parsed `saved_model.pb` before the graph is loaded
             (`contract.check_signature_defs`).
+        batching: `BatchingOptions` of the version's batcher, or None to
+            run each request alone.
+        metrics: optional `observability.Metrics` (batch sizes, latencies,
+            queue depth, sentences).
 
     Raises:
         ContractError: `check` found problems.
@@ -44,11 +50,13 @@ class Servable:
         signature_defs: dict of signature key -> `SignatureDef` proto (with
             its `defaults` map), as stored in `saved_model.pb`.
         defaults: dict of signature key -> {input name: NumPy value}.
+        batch_inputs: dict of signature key -> the input it is batched on
+            (`validation.batch_input`), or None.
         metadata: the parsed `assets.extra/keras_rnn.json` ({} if absent).
-        batcher: the version's `Batcher` (set by the server), or None.
+        batcher: the version's `Batcher`, or None without batching.
     """
 
-    def __init__(self, name, version, path, check=None):
+    def __init__(self, name, version, path, check=None, batching=None, metrics=None):
         import tensorflow as tf
         from tensorflow.python.saved_model import loader_impl
 
@@ -67,11 +75,15 @@ class Servable:
         self._loaded = _load_saved_model(tf, self.path)
         self._functions = {key: self._loaded.signatures[key] for key in self.signature_defs}
         self.defaults = {key: self._defaults(sig) for key, sig in self.signature_defs.items()}
+        self.batch_inputs = {key: validation.batch_input(sig)
+                             for key, sig in self.signature_defs.items()}
         self.load_seconds = time.perf_counter() - start
-        self.batcher = None
+        self._metrics = metrics
+        self.batcher = None if batching is None else batching_lib.Batcher(
+            self._run_batch, batching, on_batch=self._on_batch, on_queue=self._on_queue,
+            name=f"batcher-{name}-{version}")
         self._inflight = 0
         self._cond = threading.Condition()
-        self._closing = False
 
     def _defaults(self, signature_def):
         import tensorflow as tf
@@ -105,6 +117,54 @@ class Servable:
         tensors = {name: tf.constant(value, dtype=tf.as_dtype(spec[name].dtype))
                    for name, value in inputs.items()}
         return {name: value.numpy() for name, value in function(**tensors).items()}
+
+    def run(self, signature, inputs, deadline):
+        """Runs a checked request: through the batcher when this version has
+        one and the signature can be batched, else alone.
+
+        Args:
+            signature: signature key.
+            inputs: dict of every input name -> NumPy array.
+            deadline: `time.monotonic()` time the request must finish by (a
+                request still queued then is dropped).
+
+        Returns:
+            dict of output name -> NumPy array (padding trimmed).
+
+        Raises:
+            batching.DeadlineExceededError, batching.QueueFullError: as named.
+        """
+        batch_input = self.batch_inputs.get(signature)
+        if self.batcher is None or batch_input is None:
+            outputs = batching_lib.trim_padding(self.predict(signature, inputs))
+            if self._metrics is not None:
+                self._metrics.batch_size.labels(self.name).observe(
+                    len(inputs[batch_input]) if batch_input else 1)
+        else:
+            scalars = tuple(sorted((k, v.item()) for k, v in inputs.items() if k != batch_input))
+            pending = self.batcher.submit((signature, scalars), list(inputs[batch_input]),
+                                          deadline)
+            outputs = pending.result(timeout=max(0.0, deadline - time.monotonic()))
+        if batch_input is not None and self._metrics is not None:
+            self._metrics.sentences.labels(self.name).inc(len(inputs[batch_input]))
+        return outputs
+
+    def _run_batch(self, key, sentences):
+        signature, scalars = key
+        inputs = {self.batch_inputs[signature]: sentences, **dict(scalars)}
+        return self.predict(signature, validation.typed(self, signature, inputs))
+
+    def _on_batch(self, key, size, seconds):
+        if self._metrics is not None:
+            self._metrics.batch_size.labels(self.name).observe(size)
+            self._metrics.batch_latency.labels(self.name).observe(seconds)
+        log.debug("batch", extra={"fields": {
+            "event": "batch", "model": self.name, "version": self.version,
+            "signature": key[0], "batch_size": size, "latency_ms": round(1000 * seconds, 2)}})
+
+    def _on_queue(self, depth):
+        if self._metrics is not None:
+            self._metrics.queue_depth.labels(self.name, str(self.version)).set(depth)
 
     def warm_up(self):
         """Replays `assets.extra/tf_serving_warmup_requests` (Predict logs).

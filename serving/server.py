@@ -15,9 +15,11 @@ batches (`serving/batching.py`); models hot-reload from disk
 (`serving/models.py`); Prometheus metrics and JSON logs describe every
 request. `serving/README.md` has the flags, status codes and metrics.
 
-This module runs the server (ports, TLS, health, reflection, batchers, the
-CLI); the services are in `servicers.py`, what every RPC goes through
-(status codes, metrics, log lines) in `interceptor.py`, request checks in
+This module only wires (ports, TLS, health, reflection, and `run_serve`
+for the command line): the services are leaves in `servicers.py` over one
+`runtime.Runtime` (models, limits, version labels); each loaded version
+(`servable.py`) has its batcher; what every RPC goes through (status
+codes, metrics, log lines) is in `interceptor.py`, request checks in
 `validation.py`, logs and metrics in `observability.py`, and the model
 contract (signature keys, tensor names) in `contract.py`.
 
@@ -27,10 +29,11 @@ Python API:
     port = server.start()
     server.wait_until_ready(timeout=60)
     ...
-    server.stop(grace=10)
+    server.stop()        # config.grace_seconds, config.drain_seconds
 """
 
 import dataclasses
+import functools
 import signal
 import threading
 import time
@@ -40,33 +43,37 @@ from pathlib import Path
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from keras_rnn.serving import batching, contract, translator_pb2_grpc, validation
+from keras_rnn.serving import contract, translator_pb2_grpc
 from keras_rnn.serving import models as models_lib
-from keras_rnn.serving.config import ServerConfig, parse_version_labels
+from keras_rnn.serving.config import (BatchingOptions, ServerConfig,  # noqa: F401
+                                      config_from_args, configure)
 from keras_rnn.serving.errors import ServingError, status_of  # noqa: F401 - re-exported
-from keras_rnn.serving.interceptor import ServingInterceptor, current_deadline
+from keras_rnn.serving.interceptor import ServingInterceptor
 from keras_rnn.serving.observability import Metrics, log, setup_logging  # noqa: F401
+from keras_rnn.serving.runtime import Limits, Runtime
+from keras_rnn.serving.servable import Servable
 from keras_rnn.serving.servicers import ModelServicer, PredictionServicer, TranslatorServicer
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 TRANSLATOR_SERVICE = "keras_rnn.serving.Translator"
 SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE)
-# Seconds a stopping server keeps answering after its health says NOT_SERVING
-# (`serve --drain-seconds`). 0: SIGTERM exits within a second of the last
-# in-flight request; Kubernetes' preStop sleep does the draining there, and
-# `TranslatorClient` retries the calls a stopping server refuses or cancels.
-DRAIN_S = 0.0
 
 
 # ---------------------------------------------------------------- server
 
 
 class Server:
-    """The gRPC server: services, model manager, batchers, metrics.
+    """The gRPC server: wires the services, the model manager, metrics.
 
     Args:
         config: a `ServerConfig`.
+
+    Attributes:
+        manager: the `ModelManager`; each version it loads is a `Servable`
+            with the config's `BatchingOptions` (none with `batching` off).
+        runtime: the `Runtime` the servicers answer with.
+        metrics: the `Metrics`.
     """
 
     def __init__(self, config):
@@ -94,8 +101,12 @@ class Server:
             models[name] = Path(path)
         self.metrics = Metrics()
         self.manager = models_lib.ModelManager(
-            models, policy=config.versions, on_load=self._attach,
-            warmup=config.warmup, base_dir=config.model_base_dir)
+            models, policy=config.versions, warmup=config.warmup,
+            base_dir=config.model_base_dir,
+            load=functools.partial(
+                Servable, check=contract.check_signature_defs, metrics=self.metrics,
+                batching=configure(BatchingOptions, config) if config.batching else None))
+        self.runtime = Runtime(self.manager, configure(Limits, config), config.version_labels)
         self._serving = False
         self._stopping = threading.Event()
         self._drain_over = threading.Event()
@@ -125,10 +136,9 @@ class Server:
 
         self._started = time.perf_counter()
         config = self.config
-        self._interceptor = ServingInterceptor(
-            SERVICES, self.metrics, max_request_seconds=config.max_request_seconds,
-            max_message_bytes=config.max_message_bytes)
-        self._prediction, self._model = PredictionServicer(self), ModelServicer(self)
+        self._interceptor = ServingInterceptor(SERVICES, self.metrics,
+                                               max_message_bytes=config.max_message_bytes)
+        prediction, model = PredictionServicer(self.runtime), ModelServicer(self.runtime)
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -138,9 +148,9 @@ class Server:
             options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs,
             interceptors=[self._interceptor])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            self._prediction, self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self._model, self._grpc)
-        translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(self),
+            prediction, self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, self._grpc)
+        translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(self.runtime),
                                                              self._grpc)
         self._health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
@@ -168,7 +178,7 @@ class Server:
             from keras_rnn.serving.rest import RestApi, RestServer
 
             self._rest = RestServer(
-                RestApi(self, self._interceptor, self._prediction, self._model),
+                RestApi(self.runtime, self._interceptor, prediction, model),
                 config.host, config.rest_api_port, tls_cert=config.tls_cert,
                 tls_key=config.tls_key, tls_client_ca=config.tls_client_ca)
             self.rest_api_port = self._rest.port
@@ -229,7 +239,7 @@ class Server:
             for v in [self.manager.served_versions(name)])
         return f"serving {served} on {self.config.host}:{self.port}"
 
-    def stop(self, grace=10.0, drain=DRAIN_S):
+    def stop(self, grace=None, drain=None):
         """Graceful shutdown: health says NOT_SERVING, new RPCs are refused,
         in-flight RPCs get `grace` seconds to finish, then models unload.
 
@@ -242,9 +252,13 @@ class Server:
         A second call during the drain ends the drain.
 
         Args:
-            grace: seconds in-flight RPCs may still take.
-            drain: seconds to keep answering after NOT_SERVING.
+            grace: seconds in-flight RPCs may still take (default: the
+                config's `grace_seconds`).
+            drain: seconds to keep answering after NOT_SERVING (default:
+                the config's `drain_seconds`).
         """
+        grace = self.config.grace_seconds if grace is None else grace
+        drain = self.config.drain_seconds if drain is None else drain
         if self._grpc is None:
             return
         if self._stopping.is_set():
@@ -265,105 +279,8 @@ class Server:
         self._grpc = None
         log.info("server stopped", extra={"fields": {"event": "server_stopped"}})
 
-    # ------------------------------------------------------------ batching
-
-    def _attach(self, servable):
-        """Called for each loaded version: finds the batchable signatures and
-        gives the version a batcher."""
-        servable.batch_inputs = {key: validation.batch_input(sig)
-                                 for key, sig in servable.signature_defs.items()}
-        if not self.config.batching:
-            return
-        config = self.config
-        name, version = servable.name, str(servable.version)
-
-        def run(key, sentences):
-            signature, scalars = key
-            inputs = {servable.batch_inputs[signature]: sentences, **dict(scalars)}
-            return servable.predict(signature, validation.typed(servable, signature, inputs))
-
-        def on_batch(key, size, seconds):
-            self.metrics.batch_size.labels(name).observe(size)
-            self.metrics.batch_latency.labels(name).observe(seconds)
-            log.debug("batch", extra={"fields": {
-                "event": "batch", "model": name, "version": servable.version,
-                "signature": key[0], "batch_size": size,
-                "latency_ms": round(1000 * seconds, 2)}})
-
-        servable.batcher = batching.Batcher(
-            run, batching.BatchingOptions(
-                max_batch_size=config.max_batch_size,
-                batch_timeout_s=config.batch_timeout_ms / 1000,
-                max_enqueued_batches=config.max_enqueued_batches,
-                max_queued_sentences=config.max_queued_sentences,
-                num_batch_threads=config.num_batch_threads),
-            on_batch=on_batch,
-            on_queue=lambda depth: self.metrics.queue_depth.labels(name, version).set(depth),
-            name=f"batcher-{name}-{version}")
-
-    def run(self, servable, signature, inputs, context):
-        """Runs a validated request, batched when the signature allows it.
-
-        Args:
-            servable: the `Servable` (held in flight by the caller).
-            signature: signature key.
-            inputs: dict of every input name -> NumPy array.
-            context: the gRPC context (unused: the interceptor's
-                `current_deadline()` is the request's deadline).
-
-        Returns:
-            dict of output name -> NumPy array (padding trimmed).
-        """
-        deadline = current_deadline(self.config.max_request_seconds)
-        batch_input = servable.batch_inputs.get(signature)
-        if servable.batcher is None or batch_input is None:
-            outputs = batching.trim_padding(servable.predict(signature, inputs))
-            self.metrics.batch_size.labels(servable.name).observe(len(inputs[batch_input])
-                                                                  if batch_input else 1)
-        else:
-            scalars = tuple(sorted((k, v.item()) for k, v in inputs.items() if k != batch_input))
-            pending = servable.batcher.submit((signature, scalars),
-                                              list(inputs[batch_input]), deadline)
-            outputs = pending.result(timeout=max(0.0, deadline - time.monotonic()))
-        if batch_input is not None:
-            self.metrics.sentences.labels(servable.name).inc(len(inputs[batch_input]))
-        return outputs
-
 
 # ---------------------------------------------------------------- CLI
-
-
-def config_from_args(args):
-    """A `ServerConfig` from parsed `add_serve_arguments` flags.
-
-    Raises:
-        ValueError: a --model flag is not NAME=PATH, or a --version-label
-            flag not [MODEL:]LABEL=VERSION.
-    """
-    models = {}
-    for item in args.model:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--model {item!r}: expected NAME=PATH")
-        models[name] = path
-    return ServerConfig(
-        model_base_dir=args.model_base_dir, models=models, versions=args.versions,
-        version_labels=parse_version_labels(args.version_label),
-        poll_seconds=args.poll_seconds, host=args.host, port=args.port,
-        batching=not args.no_batching, max_batch_size=args.max_batch_size,
-        batch_timeout_ms=args.batch_timeout_ms,
-        max_enqueued_batches=args.max_enqueued_batches,
-        max_queued_sentences=args.max_queued_sentences,
-        num_batch_threads=args.num_batch_threads,
-        max_request_sentences=args.max_request_sentences,
-        max_sentence_chars=args.max_sentence_chars,
-        max_request_seconds=args.max_request_seconds,
-        max_message_bytes=args.max_message_bytes, workers=args.workers,
-        max_concurrent_rpcs=args.max_concurrent_rpcs, metrics_port=args.metrics_port,
-        rest_api_port=args.rest_api_port,
-        metrics_host=args.metrics_host, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca, warmup=not args.no_warmup,
-        graph_optimizations=args.graph_optimizations)
 
 
 def run_serve(args):
@@ -404,7 +321,7 @@ def run_serve(args):
         while not stop.wait(0.5):
             pass
     finally:
-        server.stop(args.grace_seconds, args.drain_seconds)
+        server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

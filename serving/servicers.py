@@ -7,10 +7,12 @@
 - `TranslatorServicer`: keras_rnn.serving.Translator (`Translate`), typed
   translation on top of the contract's two signatures.
 
-They raise exceptions and fill `observability.call_fields()`; the server's
-interceptor (`serving/interceptor.py`) turns exceptions into status codes
-and writes metrics and the log line. `server` is the `Server`: its model
-manager, its config (limits) and `run` (batching).
+Each is a leaf over one `runtime.Runtime` (the models with their batchers,
+the limits, the version labels), given to its constructor: it takes the
+request's deadline from its context (`Runtime.deadline`) and passes it on
+(`Servable.run`). They raise exceptions and fill
+`observability.call_fields()`; the interceptor (`serving/interceptor.py`)
+turns exceptions into status codes and writes metrics and the log line.
 """
 
 import grpc
@@ -23,28 +25,49 @@ from keras_rnn.serving.observability import call_fields
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService: Predict and GetModelMetadata."""
+    """tensorflow.serving.PredictionService: Predict and GetModelMetadata.
 
-    def __init__(self, server):
-        self.server = server
+    Args:
+        runtime: the `Runtime`.
+    """
+
+    def __init__(self, runtime):
+        self.runtime = runtime
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
+        return self.predict(request, self.runtime.deadline(context))
+
+    def predict(self, request, deadline, read_inputs=None):
+        """`Predict` with its deadline given.
+
+        Args:
+            request: a `PredictRequest`; its `inputs` are read unless
+                `read_inputs` is given.
+            deadline: `time.monotonic()` time to answer by.
+            read_inputs: optional `read_inputs(signature_def)` -> {input
+                name: TensorProto} (the REST API converts its JSON body
+                there, with the dtypes of the signature asked for).
+
+        Returns:
+            The `PredictResponse`.
+        """
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
-        server, info = self.server, call_fields()
-        name = server.manager.resolve_name(request.model_spec.name)
+        runtime, info = self.runtime, call_fields()
+        name = runtime.models.resolve_name(request.model_spec.name)
         info["model"] = name
-        version = validation.version_of(request.model_spec, server.config.labels_for(name))
-        with server.manager.acquire(name, version) as servable:
+        version = runtime.version_of(request.model_spec, name)
+        with runtime.models.acquire(name, version) as servable:
             info["version"] = servable.version
             signature = request.model_spec.signature_name or contract.DEFAULT_SIGNATURE
             info["signature"] = signature[:100]
-            if signature not in servable.signature_defs:
+            signature_def = servable.signature_defs.get(signature)
+            if signature_def is None:
                 raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
                     f"Serving signature key {bounded(signature)} not found (signatures: "
                     f"{', '.join(sorted(servable.signature_defs))})"))
-            outputs_spec = servable.signature_defs[signature].outputs
+            outputs_spec = signature_def.outputs
             wanted = list(request.output_filter) or list(outputs_spec)
             unknown = sorted(set(wanted) - set(outputs_spec))
             if unknown:
@@ -52,12 +75,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     f"output_filter names unknown output(s) "
                     f"{', '.join(bounded(u) for u in unknown[:5])} (outputs of "
                     f"{signature!r}: {', '.join(sorted(outputs_spec))})"))
-            inputs = validation.check_inputs(servable, signature, request.inputs,
-                                             server.config)
+            protos = request.inputs if read_inputs is None else read_inputs(signature_def)
+            inputs = validation.check_inputs(servable, signature, protos, runtime.limits)
             batch_input = servable.batch_inputs.get(signature)
             if batch_input:
                 info["sentences"] = len(inputs[batch_input])
-            outputs = server.run(servable, signature, inputs, context)
+            outputs = servable.run(signature, inputs, deadline)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = name
             response.model_spec.version.value = servable.version
@@ -69,16 +92,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request, context):  # noqa: N802
         from tensorflow_serving.apis import get_model_metadata_pb2
 
-        server, info = self.server, call_fields()
+        runtime, info = self.runtime, call_fields()
         fields = list(request.metadata_field)
         if fields != ["signature_def"]:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
                 f"metadata_field must be ['signature_def'] (the only metadata served); "
                 f"got {[bounded(f) for f in fields[:5]]}"))
-        name = server.manager.resolve_name(request.model_spec.name)
+        name = runtime.models.resolve_name(request.model_spec.name)
         info["model"] = name
-        version = validation.version_of(request.model_spec, server.config.labels_for(name))
-        with server.manager.acquire(name, version) as servable:
+        version = runtime.version_of(request.model_spec, name)
+        with runtime.models.acquire(name, version) as servable:
             info["version"] = servable.version
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for key, signature_def in servable.signature_defs.items():
@@ -103,21 +126,24 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService: GetModelStatus."""
+    """tensorflow.serving.ModelService: GetModelStatus.
 
-    def __init__(self, server):
-        self.server = server
+    Args:
+        runtime: the `Runtime`.
+    """
+
+    def __init__(self, runtime):
+        self.runtime = runtime
 
     def GetModelStatus(self, request, context):  # noqa: N802
         from tensorflow_serving.apis import get_model_status_pb2
 
-        manager, info = self.server.manager, call_fields()
-        name = manager.resolve_name(request.model_spec.name)
+        runtime, info = self.runtime, call_fields()
+        name = runtime.models.resolve_name(request.model_spec.name)
         info["model"] = name
-        version = validation.version_of(request.model_spec,
-                                        self.server.config.labels_for(name))
+        version = runtime.version_of(request.model_spec, name)
         response = get_model_status_pb2.GetModelStatusResponse()
-        for status in manager.status(name, version):
+        for status in runtime.models.status(name, version):
             entry = response.model_version_status.add()
             entry.version = status.version
             entry.state = status.state
@@ -133,21 +159,24 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
     """keras_rnn.serving.Translator: typed translation on top of the
-    `serving_default` / `translate_with_alignments` signatures."""
+    `serving_default` / `translate_with_alignments` signatures.
 
-    def __init__(self, server):
-        self.server = server
+    Args:
+        runtime: the `Runtime`.
+    """
+
+    def __init__(self, runtime):
+        self.runtime = runtime
 
     def Translate(self, request, context):  # noqa: N802
-        from keras_rnn.serving import translator_pb2
-
-        server, info = self.server, call_fields()
-        name = server.manager.resolve_name(request.model_name)
+        runtime, info = self.runtime, call_fields()
+        deadline = runtime.deadline(context)
+        name = runtime.models.resolve_name(request.model_name)
         info["model"] = name
         version = request.version if request.HasField("version") else None
         signature = (contract.ALIGNMENTS_SIGNATURE if request.alignments
                      else contract.DEFAULT_SIGNATURE)
-        with server.manager.acquire(name, version) as servable:
+        with runtime.models.acquire(name, version) as servable:
             info["version"] = servable.version
             info["signature"] = signature
             if signature not in servable.signature_defs:
@@ -155,12 +184,9 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
                     f"model {name!r} version {servable.version} has no {signature!r} "
                     "signature" + (" (no alignments)" if request.alignments else "")))
             info["sentences"] = len(request.sentences)
-            if len(request.sentences) > server.config.max_request_sentences:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
-                    f"{len(request.sentences)} sentences in one request; the limit is "
-                    f"{server.config.max_request_sentences} (max_request_sentences)"))
+            validation.check_sentence_count(len(request.sentences), runtime.limits)
             sentences = np.array([s.encode("utf-8") for s in request.sentences], dtype=object)
-            validation.check_sentences(sentences, server.config)
+            validation.check_sentences(sentences, runtime.limits)
             inputs = dict(servable.defaults[signature])
             inputs[contract.SENTENCES_INPUT] = sentences
             for field in contract.SCALAR_INPUTS:
@@ -173,8 +199,8 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
                 raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
                     f"model {name!r} has no default for {', '.join(missing)}; set them"))
             validation.check_scalars(servable, inputs)
-            outputs = server.run(servable, signature,
-                                 validation.typed(servable, signature, inputs), context)
+            outputs = servable.run(signature, validation.typed(servable, signature, inputs),
+                                   deadline)
             return _translate_response(request, name, servable.version, outputs)
 
 

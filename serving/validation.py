@@ -1,7 +1,7 @@
 """Request checks: every input named, typed, shaped and within the limits
 before a request is queued; errors are INVALID_ARGUMENT naming the input.
 
-    inputs = check_inputs(servable, signature, request.inputs, config)
+    inputs = check_inputs(servable, signature, request.inputs, limits)
 
 Each `TensorProto` is checked as it came over the wire before anything is
 materialized (`check_tensor_proto`): its dtype, its declared shape against
@@ -10,9 +10,12 @@ values against its declared size. (`tf.make_ndarray` repeats the last value
 to fill a larger declared shape: a 35-byte request declaring 100,000,000
 strings would otherwise allocate gigabytes.)
 
-`config` is the `ServerConfig` (its `max_request_sentences` and
-`max_sentence_chars`); scalar ranges come from the export's keras_rnn.json
-(`contract.SCALAR_RANGES`).
+`limits` are the server's `runtime.Limits` (`max_request_sentences`,
+`max_sentence_chars`, `max_message_bytes`); scalar ranges come from the
+export's keras_rnn.json (`contract.SCALAR_RANGES`). Each check is made
+once per request: the number of sentences on the proto for `Predict`
+(`check_tensor_proto`), on the request for `Translate`
+(`check_sentence_count`).
 """
 
 import grpc
@@ -29,7 +32,7 @@ def version_of(model_spec, labels=None):
 
     Args:
         model_spec: a `tensorflow.serving.ModelSpec`.
-        labels: {label: version} of the model (`ServerConfig.labels_for`).
+        labels: {label: version} of the model (`Runtime.version_of`).
 
     Raises:
         ServingError: INVALID_ARGUMENT for a label that is not set, with
@@ -101,14 +104,14 @@ _VALUE_FIELDS = {1: ("float_val", 1), 2: ("double_val", 1), 3: ("int_val", 1),
                  23: ("uint64_val", 1)}
 
 
-def check_tensor_proto(name, proto, expected, config, batched=False):
+def check_tensor_proto(name, proto, expected, limits, batched=False):
     """Checks a request tensor on the proto, before it is converted.
 
     Args:
         name: the input name.
         proto: the request's `TensorProto`.
         expected: the signature's `TensorInfo` of the input.
-        config: the `ServerConfig` (`max_request_sentences`,
+        limits: the `Limits` (`max_request_sentences`,
             `max_sentence_chars`, `max_message_bytes`).
         batched: the input is the signature's batch (sentences) input.
 
@@ -131,14 +134,14 @@ def check_tensor_proto(name, proto, expected, config, batched=False):
     size = 1
     for d in dims:
         size *= d
-    if batched and size > config.max_request_sentences:
+    if batched and size > limits.max_request_sentences:
         raise ServingError(INVALID, (
             f"input {name!r} declares {size} sentences; the limit is "
-            f"{config.max_request_sentences} (max_request_sentences)"))
-    if size > config.max_message_bytes:
+            f"{limits.max_request_sentences} (max_request_sentences)"))
+    if size > limits.max_message_bytes:
         raise ServingError(INVALID, (
             f"input {name!r} declares shape {dims} ({size} values); the limit is "
-            f"{config.max_message_bytes} values (max_message_bytes)"))
+            f"{limits.max_message_bytes} values (max_message_bytes)"))
     if proto.dtype not in _VALUE_FIELDS:
         raise ServingError(INVALID, f"input {name!r}: dtype {dtype_name(proto.dtype)} is "
                                     "not supported")
@@ -160,7 +163,7 @@ def check_tensor_proto(name, proto, expected, config, batched=False):
             f"input {name!r} declares shape {dims} ({size} values) but holds {count} "
             f"value(s)"))
     if proto.dtype == contract.DT_STRING:
-        limit = 4 * config.max_sentence_chars  # UTF-8: at most 4 bytes per character
+        limit = 4 * limits.max_sentence_chars  # UTF-8: at most 4 bytes per character
         for index, value in enumerate(proto.string_val):
             if len(value) > limit:
                 raise ServingError(INVALID, (
@@ -168,14 +171,14 @@ def check_tensor_proto(name, proto, expected, config, batched=False):
                     f"{limit} (4 x max_sentence_chars)"))
 
 
-def check_inputs(servable, signature, request_inputs, config):
+def check_inputs(servable, signature, request_inputs, limits):
     """Turns request TensorProtos into complete, checked NumPy inputs.
 
     Args:
         servable: the `Servable`.
         signature: signature key (known to exist).
         request_inputs: map of input name -> `TensorProto`.
-        config: the `ServerConfig` (request limits).
+        limits: the `Limits` of a request.
 
     Returns:
         dict of every input name -> NumPy array.
@@ -193,7 +196,7 @@ def check_inputs(servable, signature, request_inputs, config):
             raise ServingError(INVALID, f"signature {bounded(signature)} has no input "
                                         f"{bounded(name)} (inputs: {', '.join(sorted(spec))})")
         expected = spec[name]
-        check_tensor_proto(name, proto, expected, config, batched=name == batched)
+        check_tensor_proto(name, proto, expected, limits, batched=name == batched)
         try:
             value = tf.make_ndarray(proto)
         except Exception as error:  # noqa: BLE001 - malformed tensor from the client
@@ -208,33 +211,43 @@ def check_inputs(servable, signature, request_inputs, config):
         raise ServingError(INVALID, f"missing input(s) {', '.join(missing)} of signature "
                                     f"{signature!r} (they have no default)")
     if batched is not None and spec[batched].dtype == tf.string.as_datatype_enum:
-        check_sentences(inputs[batched], config)
+        check_sentences(inputs[batched], limits)
     check_scalars(servable, inputs)
     return inputs
 
 
-def check_sentences(sentences, config):
-    """Checks batch size, UTF-8 and length of raw sentences (bytes).
+def check_sentence_count(count, limits):
+    """Checks the number of sentences of a request (`Translate`'s; for
+    `Predict`, `check_tensor_proto` checks the declared shape).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT with the limit.
+    """
+    if count > limits.max_request_sentences:
+        raise ServingError(INVALID, f"{count} sentences in one request; the limit is "
+                                    f"{limits.max_request_sentences} (max_request_sentences)")
+
+
+def check_sentences(sentences, limits):
+    """Checks that there are sentences, and the UTF-8 and length of each
+    (bytes); their number is checked before (`check_sentence_count`,
+    `check_tensor_proto`).
 
     Raises:
         ServingError: INVALID_ARGUMENT naming the sentence.
     """
     if len(sentences) == 0:
         raise ServingError(INVALID, "the batch of sentences is empty")
-    limit = config.max_request_sentences
-    if len(sentences) > limit:
-        raise ServingError(INVALID, f"{len(sentences)} sentences in one request; the "
-                                    f"limit is {limit} (max_request_sentences)")
     for index, sentence in enumerate(sentences):
         try:
             text = sentence.decode("utf-8")
         except UnicodeDecodeError as error:
             raise ServingError(INVALID, f"sentence {index} is not valid UTF-8 "
                                         f"({error.reason} at byte {error.start})") from None
-        if len(text) > config.max_sentence_chars:
+        if len(text) > limits.max_sentence_chars:
             raise ServingError(INVALID, (
                 f"sentence {index} has {len(text)} characters; the limit is "
-                f"{config.max_sentence_chars} (max_sentence_chars)"))
+                f"{limits.max_sentence_chars} (max_sentence_chars)"))
 
 
 def check_scalars(servable, inputs):

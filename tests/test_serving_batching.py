@@ -122,7 +122,7 @@ def test_batcher_splits_merges_and_trims():
         return {"translations": np.array([s[::-1] for s in sentences], dtype=object),
                 "source_pieces": pieces}
 
-    batcher = Batcher(run, BatchingOptions(max_batch_size=4, batch_timeout_s=0.05,
+    batcher = Batcher(run, BatchingOptions(max_batch_size=4, batch_timeout_ms=50,
                                            max_enqueued_batches=3, max_queued_sentences=10))
     try:
         first = batcher.submit("k", [b"abc", b"d"])

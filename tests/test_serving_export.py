@@ -170,13 +170,14 @@ def test_versions_are_new_directories_renamed_into_place(trained_run, exported_m
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="in-process export needs TensorFlow")
 def test_a_failed_export_leaves_no_version(trained_run, tmp_path, monkeypatch):
     from keras_rnn.serving import export as export_lib
+    from keras_rnn.serving.config import ExportConfig
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        export_lib.export(trained_run, tmp_path, model_name="tiny")
+        export_lib.export(trained_run, tmp_path, ExportConfig(model_name="tiny"))
     assert list((tmp_path / "tiny").iterdir()) == []
 
 

@@ -1,0 +1,95 @@
+"""The `keras-rnn` command line (`cli/__init__.py`): its help, the order of
+`translate`'s arguments, flag defaults read from the config dataclasses, and
+the rerun of TensorFlow commands on TensorFlow.
+"""
+
+import dataclasses
+
+import pytest
+
+from keras_rnn import cli
+from keras_rnn.serving.config import (ExportConfig, ServerConfig, config_from_args,
+                                      configure)
+
+
+def test_help_opens_with_what_the_tool_does(capsys):
+    first = "keras-rnn: train, evaluate, export and serve attention translators."
+    assert cli.build_parser().format_help().splitlines()[0] == first
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.splitlines()[0] == first
+
+
+@pytest.mark.parametrize("argv, server, sentences, method", [
+    (["runs/quick", "--method", "greedy", "S1", "S2"], None, ["runs/quick", "S1", "S2"],
+     "greedy"),
+    (["--method", "greedy", "runs/quick", "S1", "S2"], None, ["runs/quick", "S1", "S2"],
+     "greedy"),
+    (["runs/quick", "S1", "--n-best", "2", "S2", "--method", "beam"], None,
+     ["runs/quick", "S1", "S2"], "beam"),
+    (["runs/quick"], None, ["runs/quick"], "beam"),  # then stdin
+    (["--server", "127.0.0.1:8500", "S1"], "127.0.0.1:8500", ["S1"], "beam"),
+    (["S1", "--server", "h:1", "S2", "--timeout", "5"], "h:1", ["S1", "S2"], "beam"),
+    (["--server", "h:1"], "h:1", [], "beam"),  # stdin
+])
+def test_translate_takes_options_and_sentences_in_any_order(argv, server, sentences, method):
+    args = cli.parse_args(["translate", *argv])
+    assert args.command == "translate"
+    assert (args.server, args.sentences, args.method) == (server, sentences, method)
+
+
+def test_translate_still_refuses_unknown_options_and_other_commands_extra_arguments():
+    for argv in (["translate", "runs/quick", "--bogus", "S1"],
+                 ["evaluate", "runs/quick", "extra"]):
+        with pytest.raises(SystemExit) as refused:
+            cli.parse_args(argv)
+        assert refused.value.code == 2
+
+
+def test_translate_in_process_with_options_after_the_run(trained_run, capsys):
+    status = cli.main(["translate", trained_run, "--method", "greedy",
+                       "Ein Hund rennt.", "Zwei Männer spielen Fußball."])
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(lines), lines
+
+
+def test_serve_flags_are_the_server_config_fields_with_its_defaults():
+    args = cli.parse_args(["serve"])
+    fields = {field.name for field in dataclasses.fields(ServerConfig)}
+    assert fields <= set(vars(args)), fields - set(vars(args))
+    assert config_from_args(args) == ServerConfig()
+    args = cli.parse_args(["serve", "--model", "a=/m/a", "--no-batching", "--no-warmup",
+                           "--version-label", "a:stable=2", "--batch-timeout-ms", "7",
+                           "--grace-seconds", "3", "--drain-seconds", "1"])
+    assert config_from_args(args) == ServerConfig(
+        models={"a": "/m/a"}, batching=False, warmup=False,
+        version_labels={"a": {"stable": 2}}, batch_timeout_ms=7.0, grace_seconds=3.0,
+        drain_seconds=1.0)
+    with pytest.raises(ValueError, match="expected NAME=PATH"):
+        config_from_args(cli.parse_args(["serve", "--model", "nameless"]))
+
+
+def test_export_flags_are_the_export_config_fields_with_its_defaults():
+    args = cli.parse_args(["export", "runs/quick", "models"])
+    assert configure(ExportConfig, args) == ExportConfig()
+    args = cli.parse_args(["export", "runs/quick", "models", "--name", "de_en",
+                           "--max-beam-size", "4"])
+    assert configure(ExportConfig, args) == ExportConfig(model_name="de_en", max_beam_size=4)
+
+
+def test_a_tensorflow_command_on_another_backend_runs_again_on_tensorflow(monkeypatch,
+                                                                          capsys):
+    import keras
+
+    reruns = []
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(cli, "_rerun_on_tensorflow", lambda argv: reruns.append(argv) or 5)
+    argv = ["export", "runs/none", "models"]
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert cli.main(argv) == 5 and reruns == [argv]
+    # Already asked for TensorFlow (no rerun loop): one line, status 2.
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert cli.main(argv) == 2 and reruns == [argv]
+    assert "needs the TensorFlow backend" in capsys.readouterr().err
