@@ -18,6 +18,7 @@ from keras_rnn.attention import LuongAttention
 from keras_rnn.attention_wrapper import AttentionWrapper
 from keras_rnn.attention_wrapper import AttentionWrapperState
 from keras_rnn.cells import GRUCell
+from keras_rnn.cells import LayerNormGRUCell
 from keras_rnn.cells import LSTMCell
 from keras_rnn.cells import SimpleRNNCell
 from keras_rnn.layers import GRU
@@ -30,19 +31,21 @@ from keras_rnn.decoding import beam_search
 from keras_rnn.decoding import gather_tree
 from keras_rnn.decoding import greedy_decode
 from keras_rnn.losses import SequenceLoss
-from keras_rnn.migration import LayerNormGRUCell
-from keras_rnn.migration import LayerNormLSTMCell
-from keras_rnn.migration import LayerNormSimpleRNNCell
-from keras_rnn.migration import PeepholeLSTMCell
-from keras_rnn import rnn  # TF Addons' `tfa.rnn` names
-from keras_rnn import seq2seq  # and `tfa.seq2seq`'s (beside `Seq2Seq`)
 from keras_rnn.schedules import ScheduledSampling
-from keras_rnn.seq2seq import Seq2Seq
+from keras_rnn.seq2seq_model import Seq2Seq
 from keras_rnn.tbptt import StatefulRNN
 from keras_rnn.tbptt import TBPTTResetStates
 from keras_rnn.tbptt import TBPTTSequence
 from keras_rnn.tbptt import chunked_forward
 from keras_rnn.tbptt import reset_rnn_states
+
+# The TF Addons annex (`keras_rnn/tfa/`): its cells at the top level too, and
+# the `tfa.rnn` / `tfa.seq2seq` namespaces, so `import keras_rnn as tfa` works.
+from keras_rnn.tfa.rnn import LayerNormLSTMCell
+from keras_rnn.tfa.rnn import LayerNormSimpleRNNCell
+from keras_rnn.tfa.rnn import PeepholeLSTMCell
+from keras_rnn import rnn
+from keras_rnn import seq2seq
 
 __version__ = "0.1.0"
 

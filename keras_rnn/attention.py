@@ -1,7 +1,10 @@
-"""Attention mechanisms and the attention-wrapping decoder cell.
+"""Attention mechanisms: `BahdanauAttention`, `LuongAttention` and the
+`AttentionMemory` they prepare from the encoder outputs.
 
-The Keras 3 successor to TensorFlow Addons' `BahdanauAttention`,
-`LuongAttention` and `AttentionWrapper` (`tfa.seq2seq.attention_wrapper`).
+The Keras 3 successor to TensorFlow Addons' `BahdanauAttention` and
+`LuongAttention` (`tfa.seq2seq.attention_wrapper`). TF Addons' calling
+convention (the memory set on the mechanism) is the annex's
+`keras_rnn.seq2seq.BahdanauAttention` and `LuongAttention`, over these.
 
 An attention mechanism scores a query `s` (the decoder's state or output)
 against every encoder output `h_j` ("values" or "memory"), turns the scores

@@ -1,8 +1,8 @@
 """`ScheduledSampling`: when to feed a decoder its own predictions in training.
 
 Bengio et al. 2015. `Seq2Seq` runs the sampling itself, in its one decoder
-time loop; this module only holds the schedule. Tests:
-`tests/test_schedules.py`.
+time loop (`keras_rnn/teacher_forcing.py`); this module only holds the
+schedule. Tests: `tests/test_schedules.py`.
 """
 
 import keras

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
-from keras_rnn import attention as core_attention
-from keras_rnn import attention_wrapper as core_wrapper
+from keras_rnn import attention
+from keras_rnn import attention_wrapper
 from keras_rnn.attention import AttentionMemory
 
 
@@ -129,7 +129,7 @@ class _TFAMechanism:
             self.build(query.shape)
         memory = self.memory
         if self.probability_fn == "softmax":
-            return core_attention._AttentionMechanism.call(
+            return attention._AttentionMechanism.call(
                 self, query, memory.values, values_mask=memory.mask,
                 keys=memory.keys)
         scores = ops.cast(self.score(query, memory.keys), "float32")
@@ -168,7 +168,7 @@ class _TFAMechanism:
 
 
 @keras.saving.register_keras_serializable(package="keras_rnn.seq2seq")
-class BahdanauAttention(_TFAMechanism, core_attention.BahdanauAttention):
+class BahdanauAttention(_TFAMechanism, attention.BahdanauAttention):
     """`tfa.seq2seq.BahdanauAttention`, over `keras_rnn.BahdanauAttention`.
 
     `e_j = v^T tanh(W s + U h_j)` (with `normalize=True`, the weight-normalized
@@ -229,7 +229,7 @@ class BahdanauAttention(_TFAMechanism, core_attention.BahdanauAttention):
 
 
 @keras.saving.register_keras_serializable(package="keras_rnn.seq2seq")
-class LuongAttention(_TFAMechanism, core_attention.LuongAttention):
+class LuongAttention(_TFAMechanism, attention.LuongAttention):
     """`tfa.seq2seq.LuongAttention`: `keras_rnn.LuongAttention("general")`
     with TF Addons' constructor.
 
@@ -307,7 +307,7 @@ class AttentionWrapperState(NamedTuple):
 
 
 @keras.saving.register_keras_serializable(package="keras_rnn.seq2seq")
-class AttentionWrapper(core_wrapper.AttentionWrapper):
+class AttentionWrapper(attention_wrapper.AttentionWrapper):
     """`tfa.seq2seq.AttentionWrapper`: a cell with attention, a real RNN cell.
 
     TF Addons' step, computed by the core `keras_rnn.AttentionWrapper`:
@@ -390,7 +390,7 @@ class AttentionWrapper(core_wrapper.AttentionWrapper):
     def output_size(self):
         if self.output_attention:
             return self.attention_size(self._depth())
-        return core_wrapper._output_size(self.cell)
+        return attention_wrapper._output_size(self.cell)
 
     @property
     def state_size(self):
@@ -441,8 +441,8 @@ class AttentionWrapper(core_wrapper.AttentionWrapper):
         mechanism = self.attention_mechanism
         mechanism._check_memory()
         cell_state = state.cell_state
-        core_state = core_wrapper.AttentionWrapperState(
-            (core_wrapper._as_list(cell_state),), state.attention,
+        core_state = attention_wrapper.AttentionWrapperState(
+            (attention_wrapper._as_list(cell_state),), state.attention,
             state.alignments)
         if mechanism.probability_fn == "softmax":
             output, new = super().call(inputs, core_state, mechanism.memory,
@@ -453,14 +453,14 @@ class AttentionWrapper(core_wrapper.AttentionWrapper):
             x = ops.concatenate(
                 [inputs, ops.cast(state.attention, inputs.dtype)], axis=-1)
             cell_output, new_cell_state = self.cell(
-                x, core_wrapper._as_list(cell_state), training=training)
+                x, attention_wrapper._as_list(cell_state), training=training)
             context, alignments = mechanism.attend(cell_output)
             attention = context
             if self.attention_layer is not None:
                 attention = self.attention_layer(
                     ops.concatenate([cell_output, context], axis=-1))
             output = attention if self.output_attention else cell_output
-            new_cell_state = core_wrapper._as_list(new_cell_state)
+            new_cell_state = attention_wrapper._as_list(new_cell_state)
         if not isinstance(cell_state, (list, tuple)):
             (new_cell_state,) = new_cell_state
         next_state = AttentionWrapperState(

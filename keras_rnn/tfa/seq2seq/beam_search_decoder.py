@@ -17,13 +17,10 @@ import keras
 from keras import ops
 
 from keras_rnn.attention import AttentionMemory
-from keras_rnn.decoding import DecodingSettings
-from keras_rnn.decoding import beam_search
-from keras_rnn.decoding import gather_tree as core_gather_tree
-from keras_rnn.decoding import tile_batch as core_tile_batch
-from keras_rnn.tfa_seq2seq.decoder import DEFAULT_MAXIMUM_ITERATIONS
-from keras_rnn.tfa_seq2seq.decoder import concrete_int
-from keras_rnn.tfa_seq2seq.sampler import _embedding_fn
+from keras_rnn import decoding
+from keras_rnn.tfa.seq2seq.decoder import DEFAULT_MAXIMUM_ITERATIONS
+from keras_rnn.tfa.seq2seq.decoder import concrete_int
+from keras_rnn.tfa.seq2seq.sampler import _embedding_fn
 
 
 def tile_batch(t, multiplier, name=None):
@@ -31,7 +28,7 @@ def tile_batch(t, multiplier, name=None):
     `multiplier` times along the batch axis, `(B, ...)` -> `(B*K, ...)`,
     entry `b * K + k` a copy of entry `b` (the core `tile_batch`)."""
     return keras.tree.map_structure(
-        lambda x: core_tile_batch(ops.convert_to_tensor(x), multiplier), t)
+        lambda x: decoding.tile_batch(ops.convert_to_tensor(x), multiplier), t)
 
 
 def gather_tree(step_ids, parent_ids, max_sequence_lengths, end_token):
@@ -59,7 +56,7 @@ def gather_tree(step_ids, parent_ids, max_sequence_lengths, end_token):
     slots = ops.broadcast_to(ops.arange(beam, dtype="int32")[None, :, None],
                              (batch, beam, time))
     parent_ids = ops.where(beyond, slots, parent_ids)
-    ids, _ = core_gather_tree(step_ids, parent_ids)
+    ids, _ = decoding.gather_tree(step_ids, parent_ids)
     ids = ops.where(beyond, end_token, ids)
     is_end = ops.cast(ops.equal(ids, end_token), "int32")
     after_end = (ops.cumsum(is_end, axis=-1) - is_end) > 0
@@ -128,14 +125,14 @@ class _CellModel:
         self.max_length = max_length
         self.target_vocab_size = decoder.vocab_size()
         width = decoder.beam_width
-        self.tiled_start = core_tile_batch(self.start_tokens, width)
+        self.tiled_start = decoding.tile_batch(self.start_tokens, width)
 
     def check_source(self, source):
         pass
 
     def decoding_settings(self, **overrides):
         d = self.decoder
-        return DecodingSettings(
+        return decoding.DecodingSettings(
             beam_size=d.beam_width, n_best=d.beam_width,
             max_length=self.max_length,
             length_penalty_alpha=d.length_penalty_weight,
@@ -237,7 +234,7 @@ class BeamSearchDecoder(keras.layers.Layer):
 
     def call(self, embedding, start_tokens=None, end_token=None,
              initial_state=None, training=None, **kwargs):
-        from keras_rnn.tfa_seq2seq.decoder import dynamic_decode
+        from keras_rnn.tfa.seq2seq.decoder import dynamic_decode
 
         return dynamic_decode(
             self, output_time_major=self.output_time_major,
@@ -256,7 +253,7 @@ class BeamSearchDecoder(keras.layers.Layer):
         model = _CellModel(self, _embedding_fn(self.embedding_fn, embedding),
                            start_tokens, end_token, initial_state, steps)
         batch = ops.shape(model.start_tokens)[0]
-        result = beam_search(model, ops.zeros((batch, 1), "int32"))
+        result = decoding.beam_search(model, ops.zeros((batch, 1), "int32"))
         ids = ops.where(result.ids < 0, end_token, result.ids)  # (B, K, T)
         lengths = result.lengths
         run = concrete_int(ops.max(lengths))

@@ -4,7 +4,7 @@ per-token cross-entropy of `keras_rnn.SequenceLoss`."""
 import keras
 from keras import ops
 
-from keras_rnn.losses import SequenceLoss as CoreSequenceLoss
+from keras_rnn import losses
 
 # No target id is -1: the core loss then masks nothing, the weights do.
 _NO_PAD = -1
@@ -50,7 +50,7 @@ def sequence_loss(logits, targets, weights, average_across_timesteps=True,
                          "to True at same time.")
     weights = ops.cast(weights, "float32")
     if softmax_loss_function is None:
-        crossent = CoreSequenceLoss(pad_id=_NO_PAD).call(targets, logits)
+        crossent = losses.SequenceLoss(pad_id=_NO_PAD).call(targets, logits)
     else:
         vocab = ops.shape(logits)[-1]
         crossent = ops.reshape(softmax_loss_function(

@@ -1,5 +1,6 @@
 """TensorFlow Addons' cells, exactly: `tfa.rnn.LayerNormLSTMCell`,
-`LayerNormSimpleRNNCell` and `PeepholeLSTMCell`.
+`LayerNormSimpleRNNCell` and `PeepholeLSTMCell` (exported as
+`keras_rnn.rnn.*` and at the top level).
 
 Each computes TF Addons' equations, takes TF Addons' arguments in TF Addons'
 positional order, and creates TF Addons' weights (same names, shapes and
@@ -7,8 +8,8 @@ order), so `cell.set_weights(tfa_cell.get_weights())` loads a TF Addons
 checkpoint. Each is a subclass of the general `keras_rnn` cell, so it works
 everywhere that one does (`keras.layers.RNN`, `StackedRNNCells`,
 `AttentionWrapper`); the keras_rnn-only options (`seed`, `zoneout`, ...)
-are keyword-only extras. `LayerNormGRUCell` (no TF Addons counterpart)
-completes the set.
+are keyword-only extras. (`keras_rnn.LayerNormGRUCell`, which TF Addons
+never had, is a core cell, in `keras_rnn.cells`.)
 
 Where TF Addons' equations differ from the Ba et al. variants of the general
 cells (`LSTMCell(layer_norm=True)`, `SimpleRNNCell(layer_norm=True)`), these
@@ -332,21 +333,3 @@ class PeepholeLSTMCell(cells.LSTMCell):
             **kwargs,
         )
 
-
-@register
-class LayerNormGRUCell(cells.GRUCell):
-    """A `GRUCell` with `layer_norm=True` (no TF Addons counterpart).
-
-    Args:
-        units: positive int.
-        **kwargs: any other `keras_rnn.GRUCell` argument.
-
-    Example:
-
-    >>> LayerNormGRUCell(8).layer_norm
-    True
-    """
-
-    def __init__(self, units, **kwargs):
-        _forced(kwargs, "layer_norm", True, "LayerNormGRUCell")
-        super().__init__(units, **kwargs)
