@@ -82,9 +82,8 @@ class TrainingConfig:
     validation_bleu: bool = True  # greedy BLEU on the validation split each epoch
     seed: int = 1
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
-    # XLA: true | false | auto (JAX: always, since un-jitted JAX re-traces the
-    # recurrent loops at every step; TensorFlow: on a GPU only, since on CPU
-    # the De->En model trained at 1,133 tok/s with XLA and 1,864 without).
+    # XLA: true | false | auto (JAX: always; TensorFlow: on a GPU only; why:
+    # `training.model.jit_compile_for`).
     jit_compile: object = "auto"
     distribution: str = "none"  # none | mirrored (TensorFlow) | data_parallel (JAX)
     data_pipeline: str = "auto"  # auto | tf (tf.data) | python (no TensorFlow)

@@ -17,7 +17,7 @@ import numpy as np
 from keras_rnn.training import data as data_lib
 from keras_rnn.training.config import Config
 from keras_rnn.training.pipeline import pad_rows
-from keras_rnn.training.tokenizer import EOS_ID, Tokenizer
+from keras_rnn.training.tokenizer import Tokenizer, add_eos
 
 
 class Translator:
@@ -43,18 +43,24 @@ class Translator:
         self.source_tokenizer = Tokenizer(model_dir / "source.model")
         self.target_tokenizer = Tokenizer(model_dir / "target.model")
 
-    def encode(self, sentences):
-        """Sentences -> `(batch, S)` padded source ids (EOS appended)."""
-        return pad_rows([row + [EOS_ID] for row in self.source_tokenizer.encode(sentences)])
-
     def translate(self, sentences, method="beam", batch_size=None, **settings):
         """Sentences -> `(translations, DecodeResult)`."""
         if not sentences:
             raise ValueError("No sentences to translate.")
-        batch_size = batch_size or self.config.evaluation.batch_size
-        result = self.model.decode(self.encode(sentences), method=method,
-                                   batch_size=batch_size, **settings)
-        return self.target_tokenizer.decode(np.asarray(result.ids)[:, 0]), result
+        return translate_ids(self.model, self.target_tokenizer,
+                             add_eos(self.source_tokenizer.encode(sentences)), method=method,
+                             batch_size=batch_size or self.config.evaluation.batch_size,
+                             **settings)
+
+
+def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64, **settings):
+    """Decodes source id rows (EOS included) and detokenizes the best hypotheses.
+
+    Returns:
+        `(translations, DecodeResult)`: one sentence per source row.
+    """
+    result = model.decode(pad_rows(sources), method=method, batch_size=batch_size, **settings)
+    return target_tokenizer.decode(np.asarray(result.ids)[:, 0]), result
 
 
 def bleu_scores(hypotheses, references):

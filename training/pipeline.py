@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from keras_rnn.training.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from keras_rnn.training.tokenizer import BOS_ID, EOS_ID, PAD_ID, add_eos
 
 
 class ParallelData:
@@ -52,10 +52,8 @@ class ParallelData:
     @classmethod
     def encode(cls, source_tokenizer, target_tokenizer, source_lines, target_lines):
         """Tokenizes sentence lists and appends EOS to both sides."""
-        eos = [EOS_ID]
-        source = [ids + eos for ids in source_tokenizer.encode(source_lines)]
-        target = [ids + eos for ids in target_tokenizer.encode(target_lines)]
-        return cls(source, target)
+        return cls(add_eos(source_tokenizer.encode(source_lines)),
+                   add_eos(target_tokenizer.encode(target_lines)))
 
     def __len__(self):
         return len(self.source)

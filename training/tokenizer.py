@@ -12,8 +12,10 @@ Kudo 2018 by default). The same model bytes drive two implementations:
 
 The special tokens live in one place, `SPECIALS`: every tokenizer has
 `pad = 0`, `bos = 1`, `eos = 2`, `unk = 3` (the ids `keras_rnn.Seq2Seq`
-expects by default), and `encode` adds neither BOS nor EOS; the pipeline
-adds them (`add_eos`, `add_bos`).
+expects by default). `encode` and `tf_encode` add neither BOS nor EOS:
+`add_eos` ends every source and target with EOS (the one place that rule
+lives, for Python lists and in the graph alike), and the pipeline puts BOS
+in front of the decoder inputs (`ParallelData.batch`).
 """
 
 import importlib.machinery
@@ -173,6 +175,24 @@ class Tokenizer:
         keep = before_eos & tf.not_equal(ids, self.pad_id) & tf.not_equal(ids, self.bos_id)
         ragged = tf.ragged.boolean_mask(ids, keep)
         return self._tf_tokenizer().detokenize(ragged)
+
+
+def add_eos(ids):
+    """Ends every id sequence with EOS: what the model reads and predicts.
+
+    Args:
+        ids: a list of id lists (from `Tokenizer.encode`), or an int
+            `tf.RaggedTensor` `(batch, None)` (from `Tokenizer.tf_encode`).
+
+    Returns:
+        The same kind, each row one id longer.
+    """
+    if isinstance(ids, (list, tuple)):
+        return [list(row) + [EOS_ID] for row in ids]
+    import tensorflow as tf
+
+    eos = tf.fill([ids.nrows(), 1], tf.constant(EOS_ID, ids.dtype))  # (batch, 1)
+    return tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1)
 
 
 def strip_ids(row):

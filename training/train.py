@@ -24,8 +24,9 @@ during that validation resumes into it. A full disk stops the run with one
 line, its last complete checkpoint intact. Nothing is written into the run
 directory before the config and the data have passed their checks.
 
-The pieces, each in its own module: the learning rate (warm-up, plateau
-cuts) in `training.schedule`, when a run ends (epoch budget, early stopping)
+The pieces, each in its own module: the model, its optimizer and XLA in
+`training.model`, the learning rate (warm-up, plateau cuts) in
+`training.schedule`, when a run ends (epoch budget, early stopping)
 in `training.stopping`, checkpoints in `training.checkpoints`, history and
 console lines in `training.history`, and the Keras callback that calls them
 at each step and epoch end in `training.controller`. Gradients are clipped
@@ -47,14 +48,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import keras_rnn
 from keras_rnn.training import data as data_lib
-from keras_rnn.training.pipeline import BatchPlan, ParallelData, numpy_batches, pad_rows, tf_dataset
-from keras_rnn.training.tokenizer import Tokenizer, train_tokenizer
 from keras_rnn.training.checkpoints import Checkpoints
 from keras_rnn.training.controller import Controller, CtrlC, PartialEpoch
+from keras_rnn.training.evaluate import translate_ids
 from keras_rnn.training.history import History, log
+from keras_rnn.training.model import build_model, jit_compile_for
+from keras_rnn.training.pipeline import BatchPlan, ParallelData, numpy_batches, tf_dataset
 from keras_rnn.training.stopping import fresh_state
+from keras_rnn.training.tokenizer import Tokenizer, train_tokenizer
 
 
 @dataclass
@@ -155,57 +157,6 @@ def check_lengths(data, paths, training, line_numbers=None, replicas=1):
         + "); shorten or remove the line, or raise training.max_tokens.", path, line)
 
 
-def jit_compile_for(setting):
-    """`(use_xla, reason)` for `training.jit_compile` (true, false or auto).
-
-    auto: XLA on JAX always (without `jit` JAX traces and compiles every
-    `lax.scan` anew at each step); on TensorFlow only on a GPU (on 2 CPU
-    cores the De->En config trained at 1,133 real target tok/s with XLA and
-    1,864 without, issue 17).
-    """
-    if setting != "auto":
-        return bool(setting), "training.jit_compile"
-    backend = keras.backend.backend()
-    if backend == "jax":
-        return True, "auto: always on JAX"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            return True, "auto: TensorFlow on a GPU"
-        return False, "auto: TensorFlow on CPU, where XLA is slower"
-    return False, f"auto: backend {backend}"
-
-
-def build_model(config, source_vocab_size, target_vocab_size):
-    """The compiled `keras_rnn.Seq2Seq` of a config."""
-    m, e, t = config.model, config.evaluation, config.training
-    model = keras_rnn.Seq2Seq(
-        source_vocab_size, target_vocab_size,
-        embedding_dim=m.embedding_dim, units=m.units, encoder_units=m.encoder_units,
-        encoder_layers=m.encoder_layers, decoder_layers=m.decoder_layers,
-        bidirectional=m.bidirectional, cell=m.cell, cell_options=m.cell_options,
-        attention=m.attention, attention_options=m.attention_options,
-        attention_layer_size=m.attention_layer_size, tie_embeddings=m.tie_embeddings,
-        embedding_dropout=m.embedding_dropout, output_dropout=m.output_dropout,
-        bridge=m.bridge, seed=t.seed,
-        decoding=dict(
-            beam_size=e.beam_size, length_penalty_alpha=e.length_penalty_alpha,
-            max_length_ratio=e.max_length_ratio, max_length_offset=e.max_length_offset,
-            max_length=max(config.data.max_length * 2, 16),
-        ),
-    )
-    model.build()
-    optimizer = keras.optimizers.Adam(t.learning_rate, global_clipnorm=t.clip_norm)
-    model.compile(
-        optimizer,
-        keras_rnn.SequenceLoss(label_smoothing=t.label_smoothing),
-        jit_compile=jit_compile_for(t.jit_compile)[0],
-    )
-    optimizer.build(model.trainable_variables)
-    return model
-
-
 # ------------------------------------------------------------------- run
 
 
@@ -301,8 +252,7 @@ class TrainingRun:
                 "(every record is in history.jsonl).")
         if keras.backend.backend() == "jax" and not xla:
             # Eager JAX traces and compiles every `lax.scan` anew at every
-            # step: ~100x slower than jitted steps (36 s vs 0.2 s for the
-            # tests' tiny model on 2 CPU cores).
+            # step, so every step pays a compilation.
             log("Warning: training.jit_compile=false on JAX re-compiles the recurrent "
                 "loops at every step; set it to true unless you are debugging.")
 
@@ -338,9 +288,9 @@ class TrainingRun:
 
         c = self.corpus
         sources = c.valid.source[:limit]
-        hypotheses = translate_ids(self.model, c.target_tokenizer, sources,
-                                   method="greedy",
-                                   batch_size=self.config.evaluation.batch_size)
+        hypotheses, _ = translate_ids(self.model, c.target_tokenizer, sources,
+                                      method="greedy",
+                                      batch_size=self.config.evaluation.batch_size)
         return float(sacrebleu.corpus_bleu(hypotheses, [c.valid_references[:limit]]).score)
 
     def save_best(self):
@@ -496,10 +446,3 @@ class BatchList(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.batches[index]
-
-
-def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64,
-                  **settings):
-    """Decodes id sequences and detokenizes the best hypotheses."""
-    result = model.decode(pad_rows(sources), method=method, batch_size=batch_size, **settings)
-    return target_tokenizer.decode(np.asarray(result.ids)[:, 0])
