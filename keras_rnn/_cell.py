@@ -172,6 +172,10 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         seed,
         **kwargs,
     ):
+        # Keras 2's `implementation` (1 or 2: how the gate matmuls were
+        # split, the same function either way): Keras 3's cells accept it,
+        # and so do ours; it changes nothing.
+        kwargs.pop("implementation", None)
         super().__init__(**kwargs)
         self.units = check_units(units)
         self.activation = get_activation("activation", activation)

@@ -5,26 +5,20 @@ every step (`project_inputs`: input dropout, `W x`, its layer norm and bias)
 out of the time loop, and takes Keras's cuDNN kernels where they apply.
 """
 
-import inspect
-import re
-
 import keras
 from keras import ops
 
 from keras_rnn import _keras_private
 
 
-def _cell_getter(name):
-    def getter(self):
-        return getattr(self.cell, name)
-
-    getter.__doc__ = f"The cell's `{name}` argument."
-    return getter
-
-
-# Layer-level arguments of `keras.layers.RNN` (everything else that a sequence
-# layer takes goes to its cell).
-_LAYER_KEYS = ("name", "trainable", "dtype", "activity_regularizer")
+def check_use_cudnn(use_cudnn):
+    """Returns `use_cudnn` if it is "auto", True or False, else raises."""
+    if use_cudnn not in ("auto", True, False):
+        raise ValueError(
+            "Argument `use_cudnn` must be 'auto', True or False, "
+            f"got {use_cudnn!r}."
+        )
+    return use_cudnn
 
 
 class FusedRNN(keras.layers.RNN):
@@ -35,18 +29,29 @@ class FusedRNN(keras.layers.RNN):
     masks for all steps are drawn before the loop too. Only the recurrent
     matmul and element-wise work run inside Keras's backend loop
     (`tf.while_loop` / `jax.lax.scan`), which has static shapes and compiles
-    under XLA (JAX; TensorFlow with `jit_compile=True`). Subclasses with a
-    cuDNN kernel override `_backend_kernel`.
+    under XLA (JAX; TensorFlow with `jit_compile=True`).
 
-    Subclasses set `cell_class`; their constructor takes the cell's
-    arguments and the `keras.layers.RNN` ones.
+    The sequence layers (`keras_rnn.LSTM`, ...) build their cell from their
+    arguments and pass it here; they also subclass Keras's layer of the same
+    name (`class LSTM(FusedRNN, keras.layers.LSTM)`), whose `__init__` is
+    skipped (it would build Keras's own cell) and whose properties expose the
+    Keras arguments (`units`, `dropout`, ...). This class adds the properties
+    of the arguments every keras_rnn cell adds. Layers with a cuDNN kernel
+    override `_has_cudnn_kernel` and `_backend_kernel`.
+
+    Args:
+        cell: the layer's `RecurrentCell`.
+        return_sequences, return_state, go_backwards, stateful, unroll: as
+            `keras.layers.RNN`.
+        use_cudnn: "auto", True or False (see the `use_cudnn` property).
+        **kwargs: other `keras.layers.RNN` and `Layer` arguments; the
+            deprecated `implementation` is accepted and ignored, as Keras's
+            layers do.
     """
-
-    cell_class = None
 
     def __init__(
         self,
-        units,
+        cell,
         return_sequences=False,
         return_state=False,
         go_backwards=False,
@@ -55,19 +60,13 @@ class FusedRNN(keras.layers.RNN):
         use_cudnn="auto",
         **kwargs,
     ):
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(
-                "Argument `use_cudnn` must be 'auto', True or False, "
-                f"got {use_cudnn!r}."
-            )
-        cell_names = self.cell_argument_names()
-        cell_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in cell_names}
-        for key in ("dtype", "trainable"):
-            if key in kwargs:
-                cell_kwargs[key] = kwargs[key]
-        cell_name = re.sub(r"(?<=.)(?=Cell$)", "_", self.cell_class.__name__)
-        cell = self.cell_class(units, name=cell_name.lower(), **cell_kwargs)
-        super().__init__(
+        self._use_cudnn = check_use_cudnn(use_cudnn)
+        kwargs.pop("implementation", None)
+        # `keras.layers.RNN.__init__`, not `super().__init__`: the next class
+        # in the MRO is Keras's `LSTM` / `GRU` / `SimpleRNN`, whose
+        # constructor builds a Keras cell.
+        keras.layers.RNN.__init__(
+            self,
             cell,
             return_sequences=return_sequences,
             return_state=return_state,
@@ -76,36 +75,87 @@ class FusedRNN(keras.layers.RNN):
             unroll=unroll,
             **kwargs,
         )
-        self.use_cudnn = use_cudnn
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
-    @classmethod
-    def cell_argument_names(cls):
-        params = inspect.signature(cls.cell_class.__init__).parameters
-        return [
-            name
-            for name, p in params.items()
-            if name not in ("self", "units")
-            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        ]
+    # -- the cuDNN switch ---------------------------------------------------
 
-    def __init_subclass__(cls, **kwargs):
-        # Expose the cell's arguments (`units`, `dropout`, `layer_norm`, ...)
-        # as read-only properties of the layer, as Keras's LSTM does.
-        super().__init_subclass__(**kwargs)
-        if cls.cell_class is None:
-            return
-        for name in ["units"] + cls.cell_argument_names():
-            if name not in cls.__dict__:
-                setattr(cls, name, property(_cell_getter(name)))
+    @property
+    def _has_cudnn_kernel(self):
+        """Whether a Keras cuDNN kernel computes this configuration.
+
+        Keras's kernels compute the plain LSTM and GRU; layer norm,
+        peepholes and zoneout have none. Recurrent dropout (training only)
+        is checked where the kernel is chosen, as Keras does.
+        """
+        return False
+
+    @property
+    def use_cudnn(self):
+        """The `use_cudnn` argument; False where `_has_cudnn_kernel` is not.
+
+        Keras's `Bidirectional` takes its fused cuDNN path for an instance
+        of `keras.layers.LSTM` / `GRU` whose `use_cudnn` is "auto" or True
+        (and no dropout); it checks neither layer norm nor peepholes nor
+        zoneout, so those configurations report False here. `get_config`
+        keeps the argument as given.
+        """
+        return self._use_cudnn if self._has_cudnn_kernel else False
+
+    @use_cudnn.setter
+    def use_cudnn(self, value):
+        # `Bidirectional` copies `layer.use_cudnn` onto its two copies of the
+        # layer: writing back the value read leaves the argument (and the
+        # saved config) as it was.
+        if value != self.use_cudnn:
+            self._use_cudnn = check_use_cudnn(value)
 
     def _backend_kernel(self, sequences, initial_state, mask):
-        """A fused backend kernel (cuDNN) for this configuration.
+        """Keras's cuDNN kernel (`backend.lstm` / `backend.gru`) on this
+        layer's weights, for a configuration with `_has_cudnn_kernel`.
 
-        Raises `NotImplementedError` where none applies, as Keras's own
-        `backend.lstm` / `backend.gru` do.
+        Raises `NotImplementedError` where the backend or device has none,
+        as Keras's own `backend.lstm` / `backend.gru` do.
         """
         raise NotImplementedError
+
+    # -- the arguments every keras_rnn cell adds to Keras's -----------------
+
+    @property
+    def seed(self):
+        """The cell's `seed` argument."""
+        return self.cell.seed
+
+    @property
+    def zoneout(self):
+        """The cell's `zoneout` argument."""
+        return self.cell.zoneout
+
+    @property
+    def layer_norm(self):
+        """The cell's `layer_norm` argument."""
+        return self.cell.layer_norm
+
+    @property
+    def norm_epsilon(self):
+        """The cell's `norm_epsilon` argument."""
+        return self.cell.norm_epsilon
+
+    @property
+    def norm_gamma_initializer(self):
+        """The cell's `norm_gamma_initializer` argument."""
+        return self.cell.norm_gamma_initializer
+
+    @property
+    def norm_beta_initializer(self):
+        """The cell's `norm_beta_initializer` argument."""
+        return self.cell.norm_beta_initializer
+
+    @property
+    def peephole(self):
+        """The cell's `peephole` argument (False but for the LSTM)."""
+        return self.cell.peephole
+
+    # -- the time loop ------------------------------------------------------
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if keras.tree.is_nested(mask):
@@ -124,7 +174,11 @@ class FusedRNN(keras.layers.RNN):
         # As Keras does, never take cuDNN with recurrent dropout configured,
         # even at inference: on TensorFlow it would turn XLA off for the
         # training step too.
-        if self.use_cudnn in ("auto", True) and not cell.recurrent_dropout:
+        if (
+            self._use_cudnn in ("auto", True)
+            and self._has_cudnn_kernel
+            and not cell.recurrent_dropout
+        ):
             try:
                 out = self._backend_kernel(sequences, initial_state, mask)
                 if keras.backend.backend() == "tensorflow":
@@ -133,7 +187,7 @@ class FusedRNN(keras.layers.RNN):
                 return out
             except NotImplementedError:
                 pass
-        if self.use_cudnn is True:
+        if self._use_cudnn is True:
             raise ValueError(
                 "use_cudnn=True was specified, but cuDNN is not supported for "
                 "this layer configuration with this backend and device. Pass "
@@ -201,12 +255,25 @@ class FusedRNN(keras.layers.RNN):
         )
 
     def get_config(self):
-        config = super().get_config()
+        # `keras.layers.RNN`'s config, not that of Keras's `LSTM` (next in
+        # the MRO), which lists only Keras's arguments.
+        config = keras.layers.RNN.get_config(self)
         del config["cell"]
-        cell_config = self.cell.get_config()
-        for key in _LAYER_KEYS:
-            cell_config.pop(key, None)
-        return {**config, **cell_config, "use_cudnn": self.use_cudnn}
+        # The cell's arguments are the layer's; its name, dtype and
+        # trainable flag come from the layer's.
+        cell_config = {
+            key: value
+            for key, value in self.cell.get_config().items()
+            if key not in ("name", "trainable", "dtype")
+        }
+        return {
+            **config,
+            **cell_config,
+            "activity_regularizer": keras.regularizers.serialize(
+                self.activity_regularizer
+            ),
+            "use_cudnn": self._use_cudnn,
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -57,3 +57,14 @@ def test_get_config_round_trips(layer):
         assert getattr(clone, name) == value
         assert config[name] == value
     assert clone.return_sequences and clone.units == 7
+
+
+@pytest.mark.parametrize("layer", list(OPTIONS), ids=lambda c: c.__name__)
+def test_get_config_covers_every_argument(layer):
+    config = layer(7).get_config()
+    for name, parameter in inspect.signature(layer).parameters.items():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            continue
+        if name == "peephole" and layer is not keras_rnn.LSTM:
+            continue  # only False: a GRU or Elman RNN has no cell state
+        assert name in config, name
