@@ -194,7 +194,7 @@ class TranslatorModule:
         """Sentences -> `(batch, S)` int32 ids with EOS, padded."""
         import tensorflow as tf
 
-        from keras_rnn.training.tokenizer import EOS_ID, PAD_ID
+        from keras_rnn.training.tokenizer import PAD_ID, add_eos
 
         ragged = self.source_tokenizer.tf_encode(inputs)
         lengths = ragged.row_lengths()
@@ -204,9 +204,7 @@ class TranslatorModule:
             message=f"a sentence is longer than max_source_tokens={self.max_source_tokens} "
                     "subword tokens")
         with tf.control_dependencies([too_long]):
-            eos = tf.fill([tf.size(inputs), 1], EOS_ID)
-            ragged = tf.concat([ragged, tf.RaggedTensor.from_tensor(eos)], axis=1)
-            return ragged.to_tensor(default_value=PAD_ID)
+            return add_eos(ragged).to_tensor(default_value=PAD_ID)
 
     def _beam(self, source, beam_size, max_length):
         """One beam search of fixed `beam_size`, padded to `max_beam_size`."""
