@@ -77,6 +77,7 @@ def main(argv=None):
 def parse_args(argv=None):
     """`keras-rnn ARGV` parsed; `translate` takes its options and sentences
     in any order (`translate RUN --method greedy "S1" "S2"`)."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]  # paths welcome
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command != "translate":
@@ -84,7 +85,6 @@ def parse_args(argv=None):
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args
     # argparse cannot intermix the arguments of a subcommand; its own parser can.
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     translate = parser.commands.choices["translate"]
     return translate.parse_intermixed_args(argv[argv.index("translate") + 1:],
                                            argparse.Namespace(command="translate"))

@@ -1,6 +1,7 @@
 """What every RPC of the served services goes through: a `grpc.ServerInterceptor`.
 
-    server = grpc.server(executor, interceptors=[ServingInterceptor(SERVICES, metrics)])
+    interceptor = ServingInterceptor(SERVICES, metrics, max_message_bytes=4 * 1024 * 1024)
+    server = grpc.server(executor, interceptors=[interceptor])
 
 For the methods of `services` (the health and reflection services pass
 through untouched) it
