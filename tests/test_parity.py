@@ -158,7 +158,9 @@ def test_fused_layer_equals_step_by_step_cell_loop(case):
     states = cell.get_initial_state(BATCH)
     for t in range(TIME):
         out, states = cell(x[:, t], states)
-        np.testing.assert_allclose(fused[:, t], out, atol=1e-6)
+        # (rtol: float32 rounding of the whole-sequence vs one-step matmul
+        # differs by a few ulps under TensorFlow's oneDNN kernels.)
+        np.testing.assert_allclose(fused[:, t], out, atol=1e-6, rtol=1e-5)
 
 
 def test_fused_equals_step_loop_in_training_with_dropout_masks():
