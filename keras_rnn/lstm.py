@@ -79,7 +79,7 @@ class LSTMCell(RecurrentCell):
     """
 
     num_gates = 4
-    # TF Addons' `LayerNormLSTMCell` (keras_rnn.migration) carries LN_c(c_t)
+    # TF Addons' `LayerNormLSTMCell` (keras_rnn.tfa.rnn) carries LN_c(c_t)
     # in the state; Ba et al. (here) carry c_t.
     carries_normalized_state = False
 
