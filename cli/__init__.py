@@ -56,6 +56,8 @@ def main(argv=None):
     if command == "translate" and args.server:
         command = "translate --server"
     module_name, function = COMMANDS[command]
+    if args.compile_cache:
+        use_compile_cache()
     try:
         require("serving" if module_name.startswith("keras_rnn.serving") else "training")
         require_options(args.command, args)
@@ -87,7 +89,45 @@ def parse_args(argv=None):
     # argparse cannot intermix the arguments of a subcommand; its own parser can.
     translate = parser.commands.choices["translate"]
     return translate.parse_intermixed_args(argv[argv.index("translate") + 1:],
-                                           argparse.Namespace(command="translate"))
+                                           argparse.Namespace(command="translate",
+                                                              compile_cache=args.compile_cache))
+
+
+def compile_cache_dir():
+    """Where `keras-rnn` keeps JAX's compiled programs between runs:
+    `$JAX_COMPILATION_CACHE_DIR` if set, else `keras-rnn/jax` in the user's
+    cache directory (`$XDG_CACHE_HOME`, default `~/.cache`)."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "keras-rnn" / "jax"
+
+
+def use_compile_cache():
+    """Turns on JAX's persistent compilation cache for this process.
+
+    On JAX every traced shape is an XLA compilation (seconds on a CPU); with
+    the cache, a second `keras-rnn translate RUN` or a resumed `train` loads
+    the compiled programs instead of compiling them again. Programs that
+    compiled in under half a second are not kept. Nothing happens on the
+    other backends (JAX is not imported for them).
+    """
+    import os
+
+    path = str(compile_cache_dir())
+    settings = {"jax_compilation_cache_dir": path,
+                "jax_persistent_cache_min_compile_time_secs": float(
+                    os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", 0.5))}
+    jax = sys.modules.get("jax")
+    if jax is None:  # imported later, if at all: it reads these variables then
+        for name, value in settings.items():
+            os.environ.setdefault(name.upper(), str(value))
+        return
+    for name, value in settings.items():
+        jax.config.update(name, value)
 
 
 def _on_tensorflow_already():
@@ -131,6 +171,10 @@ def build_parser():
     """
     parser = _Parser(prog="keras-rnn")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                        help="on JAX, do not keep compiled programs between runs (kept by "
+                             "default in $XDG_CACHE_HOME/keras-rnn/jax, or "
+                             "$JAX_COMPILATION_CACHE_DIR)")
     commands = parser.commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume) a translator")

@@ -93,3 +93,30 @@ def test_a_tensorflow_command_on_another_backend_runs_again_on_tensorflow(monkey
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     assert cli.main(argv) == 2 and reruns == [argv]
     assert "needs the TensorFlow backend" in capsys.readouterr().err
+
+
+def test_jax_compile_cache_is_on_by_default_in_the_user_cache_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    assert cli.compile_cache_dir() == tmp_path / "keras-rnn" / "jax"
+    assert cli.parse_args(["translate", "run", "x"]).compile_cache is True
+    assert cli.parse_args(["--no-compile-cache", "translate", "run", "x"]).compile_cache is False
+    assert cli.parse_args(["--no-compile-cache", "train", "c.yaml"]).compile_cache is False
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    assert cli.compile_cache_dir() == tmp_path / "mine"
+
+
+@pytest.mark.skipif(cli.sys.modules.get("jax") is None, reason="JAX is not the backend")
+def test_a_jax_command_keeps_its_compiled_programs_for_the_next_run(tmp_path):
+    # In a process of its own: JAX sets its cache up once, at the first compilation.
+    import os
+    import subprocess
+    import sys
+
+    script = ("import keras_rnn\nfrom keras_rnn import cli\ncli.use_compile_cache()\n"
+              "import jax\njax.jit(lambda x: x * 2 + 1)(jax.numpy.ones(3)).block_until_ready()\n")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               KERAS_BACKEND="jax")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    assert list((tmp_path / "keras-rnn" / "jax").iterdir())

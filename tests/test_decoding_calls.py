@@ -123,3 +123,16 @@ def test_a_random_sequence_of_decode_calls_equals_decoding_each_sentence_alone(c
             _assert_same(compiled, row, references[key], "compiled, " + context)
             if uncompiled is not None:
                 _assert_same(uncompiled, row, references[key], "uncompiled, " + context)
+
+
+def test_sentences_of_many_lengths_compile_few_searches():
+    # JAX compiles once per input shape, and `decode` rounds shapes up;
+    # TensorFlow traces a second time with relaxed dimensions, then reuses it.
+    model = _model("gru", 2)
+    rng = np.random.default_rng(3)
+    for batch_size in (1, 2, 1, 2, 1):
+        sentences = [np.concatenate([rng.integers(3, SOURCE_VOCAB, size=n), [EOS]])
+                     for n in rng.integers(1, 7, size=batch_size)]
+        model.decode(_batch(sentences, 0), method="greedy", max_length=5)
+    (decoder,) = model._decoder_cache.values()
+    assert decoder.compilations() == 2, decoder.compilations()

@@ -1,8 +1,10 @@
 """Compiled, batched decoding: what `Seq2Seq.decode` runs.
 
-`decode` compiles the whole search once per method, settings and input
-shape (`tf.function` on TensorFlow, `jax.jit` on JAX), caches it on the
-model, and decodes long lists of sentences in length-sorted chunks.
+`decode` compiles the whole search once per method and settings
+(`tf.function` on TensorFlow, which relaxes to unknown dimensions after a
+second shape; `jax.jit` on JAX, once per input shape, which `decode`
+rounds up so that few shapes occur), caches it on the model, and decodes
+long lists of sentences in length-sorted chunks.
 """
 
 import numpy as np
@@ -13,6 +15,7 @@ from keras import ops
 from keras_rnn.decoding.search import DecodeResult
 from keras_rnn.decoding.search import beam_search
 from keras_rnn.decoding.search import greedy_decode
+from keras_rnn.decoding.search import static_steps
 
 METHODS = ("beam", "greedy")
 # Settings that greedy decoding does not take.
@@ -37,8 +40,10 @@ def compile_decoder(model, method, settings):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(lambda source: tuple(fn(model, source, **settings)),
-                           reduce_retracing=True)
+        function = tf.function(lambda source: tuple(fn(model, source, **settings)),
+                               reduce_retracing=True)
+        function.compilations = function.experimental_get_tracing_count
+        return function
     if backend == "jax":
         import jax
 
@@ -49,7 +54,12 @@ def compile_decoder(model, method, settings):
                 return tuple(fn(model, source, **settings))
 
         jitted = jax.jit(pure)
-        return lambda source: jitted([v.value for v in variables], source)
+
+        def decoder(source):
+            return jitted([v.value for v in variables], source)
+
+        decoder.compilations = jitted._cache_size  # shapes compiled so far
+        return decoder
     return lambda source: tuple(fn(model, source, **settings))
 
 
@@ -99,7 +109,26 @@ def decode(model, source, method="beam", batch_size=None, **settings):
         return [np.asarray(ops.convert_to_numpy(r)) for r in result]
 
     if batch_size is None or len(source) <= batch_size:
-        return DecodeResult(*run(source))
+        if keras.backend.backend() != "jax":
+            return DecodeResult(*run(source))
+        # JAX compiles once per input shape: round the shape up (rows to a
+        # power of two, width to a multiple of 8), so that a few compiled
+        # searches serve every call. Padding and filler rows change no
+        # sentence's result (tests/test_decoding_calls.py).
+        rows = len(source)
+        width = -(-source.shape[1] // 8) * 8
+        padded = np.full((1 << (rows - 1).bit_length(), width), model.pad_id, source.dtype)
+        padded[:rows, :source.shape[1]] = source
+        padded[rows:, :source.shape[1]] = source[-1]
+        ids, scores, log_probs, lengths, alignments = run(padded)
+        # A length ratio sizes the buffer by the (padded) width: cut it to
+        # what the unpadded source gives; every sentence ended before.
+        limits = model.decoding_settings(**settings)
+        steps = min(ids.shape[-1], static_steps(
+            source.shape[1], limits.max_length, limits.max_length_ratio,
+            limits.max_length_offset))
+        return DecodeResult(ids[:rows, :, :steps], scores[:rows], log_probs[:rows],
+                            lengths[:rows], alignments[:rows, :, :steps, :source.shape[1]])
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
     real = source != model.pad_id

@@ -96,6 +96,15 @@ def _buffer_length(memory, max_length, max_length_ratio, max_length_offset):
             "int32",
         ) + max_length_offset
         return ops.maximum(ops.minimum(relative, max_length), 1)
+    return static_steps(source_time, max_length, max_length_ratio, max_length_offset)
+
+
+def static_steps(source_time, max_length, max_length_ratio, max_length_offset):
+    """Decode steps for a source of `source_time` tokens (Python ints):
+    `max(1, min(max_length, ceil(ratio * source_time) + offset))`, or
+    `max_length` without a ratio."""
+    if max_length_ratio is None:
+        return max_length
     relative = int(np.ceil(max_length_ratio * source_time)) + max_length_offset
     return max(1, min(max_length, relative))
 
