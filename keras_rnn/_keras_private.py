@@ -83,3 +83,25 @@ def rnn(step_function, inputs, initial_states, *, time_major=False, input_length
         input_length = steps if steps is not None else [ops.shape(first)[axis]]
     return _backend.rnn(step_function, inputs, initial_states, time_major=time_major,
                         input_length=input_length, **kwargs)
+
+
+@contextlib.contextmanager
+def unlocked(layer):
+    """A context in which a built `layer` may still create weights.
+
+    Keras 3 locks a layer's state when its `build` returns. TF Addons'
+    attention mechanisms build in two phases, `build(memory_shape)` and then,
+    once the memory is set, `build([query_shape, state_shape])`, whose
+    query-side weights come after the lock. `layer._tracker` is private.
+
+    Args:
+        layer: a Keras layer.
+    """
+    tracker = layer._tracker
+    was_locked = tracker.locked
+    tracker.unlock()
+    try:
+        yield
+    finally:
+        if was_locked:
+            layer._lock_state()

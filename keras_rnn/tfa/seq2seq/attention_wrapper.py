@@ -18,6 +18,8 @@ from keras import ops
 
 from keras_rnn import attention
 from keras_rnn import attention_wrapper
+from keras_rnn._keras_private import autocast
+from keras_rnn._keras_private import unlocked
 from keras_rnn.attention import AttentionMemory
 
 
@@ -40,14 +42,32 @@ def _probability(probability_fn):
         f"{probability_fn!r}.")
 
 
+def _is_shape_list(shape):
+    """True for `[query_shape, state_shape]`, False for one shape."""
+    return (isinstance(shape, (list, tuple)) and len(shape) > 0
+            and (isinstance(shape[0], (list, tuple)) or hasattr(shape[0], "as_list")))
+
+
+def _to_compute_dtype(layer, x):
+    """`x` as a tensor, floats cast to `layer.compute_dtype` (what Keras 2's
+    `Layer.__call__` did to TF Addons' inputs under a mixed policy)."""
+    x = ops.convert_to_tensor(x)
+    if "float" in str(x.dtype):
+        x = ops.cast(x, layer.compute_dtype)
+    return x
+
+
 class _TFAMechanism:
     """TF Addons' memory handling, mixed into a core mechanism.
 
     The weights are the core mechanism's (`query_kernel`, `memory_kernel`,
     `attention_v`, ...; TF Addons' `query_layer/kernel`, `memory_layer/kernel`
-    are the same matrices). `memory_kernel` is created when the memory is set
-    (its width is the memory's), the query-side weights when the query width
-    is known (the wrapper's `build`, or the first call).
+    are the same matrices), always in that order. `memory_kernel` is created
+    when the memory width is known (`memory=`, `setup_memory`, or TF Addons'
+    `build(memory_shape)`), the query-side weights when the query width is
+    (the wrapper's `build`, `build([query_shape, state_shape])`, or the
+    first call). Under a mixed policy (`mixed_float16`) the values, keys and
+    alignments are in the layer's compute dtype, as in TF Addons.
     """
 
     def _init_memory(self, probability_fn, memory, memory_sequence_length):
@@ -66,7 +86,7 @@ class _TFAMechanism:
             memory_mask: optional `(batch, max_time)` bool (instead of the
                 lengths).
         """
-        memory = ops.convert_to_tensor(memory)
+        memory = _to_compute_dtype(self, memory)
         if memory_sequence_length is not None and memory_mask is not None:
             raise ValueError(
                 "memory_sequence_length and memory_mask cannot be used at "
@@ -78,8 +98,9 @@ class _TFAMechanism:
             memory_mask = ops.cast(memory_mask, "bool")
             # TF Addons zeroes the padded memory before the keys.
             memory = memory * ops.cast(memory_mask[..., None], memory.dtype)
-        self._build_memory(memory.shape[-1])
-        self.memory = self.prepare(memory, memory_mask)
+        self._ensure_memory(memory.shape[-1])
+        with autocast(self):  # the keys in the compute dtype, like the query
+            self.memory = self.prepare(memory, memory_mask)
 
     @property
     def values(self):
@@ -97,16 +118,21 @@ class _TFAMechanism:
 
     @property
     def alignments_size(self):
-        return self.values.shape[1]
+        """The memory's `max_time`: an int, or a scalar tensor when it is
+        unknown while traced (as TF Addons)."""
+        return ops.shape(self.values)[1]
 
     @property
     def state_size(self):
         return self.alignments_size
 
-    def initial_alignments(self, batch_size, dtype="float32"):
-        return ops.zeros((batch_size, ops.shape(self.values)[1]), "float32")
+    def initial_alignments(self, batch_size, dtype=None):
+        """`(batch_size, max_time)` zeros in `dtype` (default the compute
+        dtype)."""
+        return ops.zeros((batch_size, ops.shape(self.values)[1]),
+                         dtype or self.compute_dtype)
 
-    def initial_state(self, batch_size, dtype="float32"):
+    def initial_state(self, batch_size, dtype=None):
         return self.initial_alignments(batch_size, dtype)
 
     def _check_memory(self):
@@ -115,31 +141,57 @@ class _TFAMechanism:
                 f"{type(self).__name__}: no memory; pass `memory=` or call "
                 "`setup_memory(memory)` first.")
 
-    def build(self, query_shape, values_shape=None):
+    def build(self, input_shape, values_shape=None):
+        """Creates the weights whose shapes `input_shape` tells.
+
+        Three protocols: the core's `build(query_shape, values_shape)` (both
+        sides); TF Addons' `build(memory_shape)` before the memory is set
+        (the memory side), and `build([query_shape, state_shape])` (or
+        `build(query_shape)`) once it is (the query side). Weights that
+        exist are kept.
+        """
+        first = input_shape[0] if _is_shape_list(input_shape) else input_shape
         if values_shape is not None:
-            self._build_memory(values_shape[-1])
-        self._build_query(query_shape[-1])
-        self.built = True
+            self._ensure_memory(values_shape[-1])
+            self._ensure_query(first[-1])
+        elif self.memory is None:
+            self._ensure_memory(first[-1])
+        else:
+            self._ensure_query(first[-1])
+
+    def _ensure_memory(self, depth):
+        with unlocked(self):  # after TF Addons' first `build`, see `build`
+            self._build_memory(depth)
+
+    def _ensure_query(self, depth):
+        if getattr(self, "_query_built", False):
+            return
+        with unlocked(self):
+            self._build_query(depth)
+        self._query_built = True
 
     def attend(self, query):
         """`(context, alignments)` of `query` over the memory (TF Addons'
-        probability_fn; softmax is the core's masked softmax)."""
+        probability_fn; softmax is the core's masked softmax); both in the
+        compute dtype, as TF Addons'."""
         self._check_memory()
-        if not self.built:
-            self.build(query.shape)
+        query = _to_compute_dtype(self, query)
+        self._ensure_query(query.shape[-1])
         memory = self.memory
-        if self.probability_fn == "softmax":
-            return attention._AttentionMechanism.call(
-                self, query, memory.values, values_mask=memory.mask,
-                keys=memory.keys)
-        scores = ops.cast(self.score(query, memory.keys), "float32")
-        if memory.mask is not None:
-            scores = ops.where(memory.mask, scores, float("-inf"))
-        alignments = self.probability_fn(scores)
-        context = ops.matmul(
-            ops.expand_dims(ops.cast(alignments, memory.values.dtype), 1),
-            memory.values)
-        return ops.squeeze(context, 1), alignments
+        with autocast(self):
+            if self.probability_fn == "softmax":
+                context, alignments = attention._AttentionMechanism.call(
+                    self, query, memory.values, values_mask=memory.mask,
+                    keys=memory.keys)
+            else:
+                scores = ops.cast(self.score(query, memory.keys), "float32")
+                if memory.mask is not None:
+                    scores = ops.where(memory.mask, scores, float("-inf"))
+                alignments = self.probability_fn(scores)
+                context = ops.squeeze(ops.matmul(
+                    ops.expand_dims(ops.cast(alignments, memory.values.dtype), 1),
+                    memory.values), 1)
+        return context, ops.cast(alignments, self.compute_dtype)
 
     def __call__(self, inputs, *args, setup_memory=False,
                  memory_sequence_length=None, memory_mask=None, **kwargs):
@@ -150,11 +202,15 @@ class _TFAMechanism:
         other call is the core mechanism's `(query, values, values_mask=None,
         keys=None)`."""
         if setup_memory:
+            memory_mask = kwargs.pop("mask", memory_mask)  # TF Addons' name
+            if isinstance(inputs, (list, tuple)):  # [memory(, lengths)]
+                inputs, *lengths = inputs
+                memory_sequence_length = lengths[0] if lengths else None
             self.setup_memory(inputs, memory_sequence_length, memory_mask)
             return self.values
         if isinstance(inputs, (list, tuple)) and not args and not kwargs:
-            query, _ = inputs
-            _, alignments = self.attend(ops.convert_to_tensor(query))
+            query = inputs[0]  # [query, state] or [query, state, memory]
+            _, alignments = self.attend(query)
             return alignments, alignments
         return super().__call__(inputs, *args, **kwargs)
 
@@ -287,7 +343,8 @@ class AttentionWrapperState(NamedTuple):
         cell_state: the wrapped cell's state (e.g. `[h, c]`).
         attention: `(batch, attention_layer_size or depth)` the previous
             attention vector.
-        alignments: `(batch, max_time)` float32 the previous alignments.
+        alignments: `(batch, max_time)` the previous alignments, in the
+            dtype of the initial state's (the compute dtype by default).
         alignment_history: `()` inside the cell; `dynamic_decode` returns
             the stacked `(time, batch, max_time)` alignments here when the
             wrapper has `alignment_history=True` (TF Addons: a TensorArray).
@@ -413,7 +470,8 @@ class AttentionWrapper(attention_wrapper.AttentionWrapper):
         Args:
             inputs: optional tensor whose first dimension is the batch size.
             batch_size: the batch size (for beam search: batch * beam_width).
-            dtype: dtype of the attention vector (default the layer's).
+            dtype: dtype of the attention vector and the alignments
+                (default the layer's compute dtype, as TF Addons).
         """
         if batch_size is None:
             batch_size = ops.shape(inputs)[0]
@@ -423,7 +481,7 @@ class AttentionWrapper(attention_wrapper.AttentionWrapper):
         cell_state = self.initial_cell_state
         if cell_state is None:
             cell_state = self.cell.get_initial_state(batch_size=batch_size)
-        alignments = mechanism.initial_alignments(batch_size)
+        alignments = mechanism.initial_alignments(batch_size, dtype)
         return AttentionWrapperState(
             cell_state=cell_state,
             attention=ops.zeros(
@@ -463,6 +521,9 @@ class AttentionWrapper(attention_wrapper.AttentionWrapper):
             new_cell_state = attention_wrapper._as_list(new_cell_state)
         if not isinstance(cell_state, (list, tuple)):
             (new_cell_state,) = new_cell_state
+        # In the state's dtype (the compute dtype, as TF Addons', unless the
+        # initial state was made in another): a loop's state keeps its dtype.
+        alignments = ops.cast(alignments, state.alignments.dtype)
         next_state = AttentionWrapperState(
             cell_state=new_cell_state, attention=attention,
             alignments=alignments, alignment_history=(),

@@ -14,11 +14,13 @@ TF Addons are listed in `docs/MIGRATION.md`. Tests:
 from typing import NamedTuple
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_rnn.attention import AttentionMemory
 from keras_rnn import decoding
 from keras_rnn.tfa.seq2seq.decoder import DEFAULT_MAXIMUM_ITERATIONS
+from keras_rnn.tfa.seq2seq.decoder import concrete_array
 from keras_rnn.tfa.seq2seq.decoder import concrete_int
 from keras_rnn.tfa.seq2seq.sampler import _embedding_fn
 
@@ -44,10 +46,21 @@ def gather_tree(step_ids, parent_ids, max_sequence_lengths, end_token):
         `(max_time, batch, beam)` int32 back-tracked ids (the core
         `gather_tree` on batch-major tensors, with TF Addons' end-token
         rules).
+
+    Raises:
+        InvalidArgumentError (TensorFlow; `ValueError` on other backends):
+            a parent id within a sentence's length is outside
+            `[0, beam)`, as TF Addons' op. Only where the values are known
+            (eager); inside `tf.function` / `jax.jit` they are not checked and
+            an out-of-range parent is clamped into `[0, beam)`.
     """
+    _check_parent_ids(parent_ids, max_sequence_lengths)
     step_ids = ops.transpose(ops.convert_to_tensor(step_ids, "int32"), (1, 2, 0))
     parent_ids = ops.transpose(ops.convert_to_tensor(parent_ids, "int32"), (1, 2, 0))
     batch, beam, time = ops.shape(step_ids)
+    # Defined on every backend when unchecked (TensorFlow's CPU gather would
+    # raise, XLA and JAX clamp, a GPU gather reads zeros).
+    parent_ids = ops.clip(parent_ids, 0, beam - 1)
     lengths = ops.convert_to_tensor(max_sequence_lengths, "int32")[:, None, None]
     positions = ops.arange(time, dtype="int32")[None, None, :]  # (1, 1, T)
     beyond = positions >= lengths  # (B, 1, T)
@@ -62,6 +75,28 @@ def gather_tree(step_ids, parent_ids, max_sequence_lengths, end_token):
     after_end = (ops.cumsum(is_end, axis=-1) - is_end) > 0
     ids = ops.where(after_end, end_token, ids)
     return ops.transpose(ids, (2, 0, 1))
+
+
+def _check_parent_ids(parent_ids, max_sequence_lengths):
+    """Raises like TF Addons' op on a parent id outside `[0, beam)` within a
+    sentence's length, when the values are concrete."""
+    parents = concrete_array(parent_ids)  # (time, batch, beam)
+    lengths = concrete_array(max_sequence_lengths)
+    if parents is None or lengths is None:
+        return
+    time, _, beam = parents.shape
+    within = np.arange(time)[:, None] < np.minimum(lengths, time)[None, :]
+    bad = within[..., None] & ((parents < 0) | (parents >= beam))
+    if not bad.any():
+        return
+    t, b, k = (int(i) for i in np.argwhere(bad)[0])
+    message = (f"gather_tree: parent id {int(parents[t, b, k])} at (time, "
+               f"batch, beam) = ({t}, {b}, {k}) is not in [0, {beam}).")
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        raise tf.errors.InvalidArgumentError(None, None, message)
+    raise ValueError(message)
 
 
 class BeamSearchDecoderOutput(NamedTuple):
@@ -100,9 +135,12 @@ class BeamSearchDecoderState(NamedTuple):
 
 
 def _untile(x, multiplier):
-    """Row `b * K` of every sentence `b`: the inverse of `tile_batch`."""
-    x = ops.convert_to_tensor(x)
-    return ops.reshape(x, (-1, multiplier) + tuple(x.shape[1:]))[:, 0]
+    """Row `b * K` of every sentence `b`: the inverse of `tile_batch`.
+
+    A strided slice, so it reads no static shape: inside `tf.function` with
+    unknown dimensions a reshape to `(-1, K) + x.shape[1:]` has None in it.
+    """
+    return ops.convert_to_tensor(x)[::multiplier]
 
 
 class _CellModel:
@@ -147,7 +185,7 @@ class _CellModel:
         mask, source_time = None, 1
         mechanism = getattr(self.decoder.cell, "attention_mechanism", None)
         if mechanism is not None and getattr(mechanism, "memory", None) is not None:
-            source_time = mechanism.values.shape[1]
+            source_time = ops.shape(mechanism.values)[1]  # maybe a tensor
             if mechanism.memory.mask is not None:
                 mask = _untile(mechanism.memory.mask, width)
         values = ops.zeros((batch, source_time, 1))
@@ -214,6 +252,22 @@ class BeamSearchDecoder(keras.layers.Layer):
 
     def build(self, *args, **kwargs):
         self.built = True
+
+    @property
+    def output_size(self):
+        """`BeamSearchDecoderOutput` of the per-step shapes without the batch
+        axis (TF Addons' `output_size`): `(beam_width,)` each."""
+        shape = (self.beam_width,)
+        return BeamSearchDecoderOutput(scores=shape, predicted_ids=shape,
+                                       parent_ids=shape)
+
+    @property
+    def output_dtype(self):
+        """`BeamSearchDecoderOutput` of the outputs' dtypes: `scores`
+        float32 (the core search's; TF Addons: the cell state's dtype, the
+        same unless the state is not float32), the ids int32."""
+        return BeamSearchDecoderOutput(scores="float32", predicted_ids="int32",
+                                       parent_ids="int32")
 
     def vocab_size(self):
         layer = self.output_layer

@@ -22,6 +22,7 @@ produced). Tests: `tests/test_tfa_seq2seq.py`.
 from typing import NamedTuple
 
 import keras
+import numpy as np
 from keras import ops
 
 # Steps run when `maximum_iterations` is None and nothing else bounds the
@@ -41,13 +42,20 @@ class BasicDecoderOutput(NamedTuple):
 
 def concrete_int(value):
     """`int(value)` when it is known now (eager), else None (traced)."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # `int()` of a graph tensor is no error there
+    value = concrete_array(value)
+    return None if value is None else int(value)
 
-        value = tf.get_static_value(value)
-        return None if value is None else int(value)
+
+def concrete_array(value):
+    """`value` as a NumPy array when it is known now (eager), else None
+    (a graph tensor or a tracer)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # `np.asarray` of a graph tensor fails late
+
+        if tf.is_tensor(value):
+            return tf.get_static_value(value)
     try:
-        return int(value)
+        return np.asarray(ops.convert_to_numpy(value))
     except Exception:  # a JAX tracer
         return None
 
@@ -90,8 +98,45 @@ class BasicDecoder(keras.layers.Layer):
 
     def initialize(self, inputs, initial_state=None, **kwargs):
         """`(finished, first_inputs, initial_state)` (TF Addons' API)."""
+        # TF Addons: the outputs' dtype is the initial state's first entry's.
+        leaves = keras.tree.flatten(initial_state)
+        if leaves:
+            self._cell_dtype = keras.backend.standardize_dtype(
+                ops.convert_to_tensor(leaves[0]).dtype)
         finished, first_inputs = self.sampler.initialize(inputs, **kwargs)
         return finished, first_inputs, initial_state
+
+    @property
+    def batch_size(self):
+        return self.sampler.batch_size
+
+    def _rnn_output_size(self):
+        """The shape of one step's `rnn_output` without the batch axis."""
+        size = self.cell.output_size
+        shape = tuple(size) if isinstance(size, (list, tuple)) else (size,)
+        if self.output_layer is None:
+            return shape
+        return tuple(self.output_layer.compute_output_shape((None,) + shape)[1:])
+
+    @property
+    def output_size(self):
+        """`BasicDecoderOutput` of the per-step shapes without the batch
+        axis (TF Addons' `output_size`; tuples for its `TensorShape`s):
+        `rnn_output` `(depth,)` (the output layer's), `sample_id` `()`."""
+        return BasicDecoderOutput(rnn_output=self._rnn_output_size(),
+                                  sample_id=self.sampler.sample_ids_shape)
+
+    @property
+    def output_dtype(self):
+        """`BasicDecoderOutput` of the outputs' dtypes (TF Addons'
+        `output_dtype`): `rnn_output` the initial state's dtype (before
+        `initialize`, the output layer's or the cell's compute dtype),
+        `sample_id` the sampler's `sample_ids_dtype`."""
+        dtype = getattr(self, "_cell_dtype", None)
+        if dtype is None:
+            dtype = (self.output_layer or self.cell).compute_dtype
+        return BasicDecoderOutput(rnn_output=dtype,
+                                  sample_id=self.sampler.sample_ids_dtype)
 
     def step(self, time, inputs, state, training=None):
         """One step: `(BasicDecoderOutput, next_state, next_inputs,
@@ -161,11 +206,20 @@ def dynamic_decode(decoder, output_time_major=False, impute_finished=False,
             output_time_major=output_time_major, **init_kwargs)
     finished, inputs, state = decoder.initialize(init_input, **init_kwargs)
     trains = getattr(decoder.sampler, "trains", False)
-    steps = maximum_iterations
+    steps = None if maximum_iterations is None else int(maximum_iterations)
     if trains:
-        steps = decoder.sampler.max_time if steps is None else min(
-            int(steps), decoder.sampler.max_time)
-    steps = DEFAULT_MAXIMUM_ITERATIONS if steps is None else int(steps)
+        # The inputs' length: an int, or a scalar tensor inside a
+        # `tf.function` whose time dimension is unknown (the buffers and the
+        # loop then take a dynamic length).
+        max_time = decoder.sampler.max_time
+        if steps is None:
+            steps = max_time
+        elif isinstance(max_time, int):
+            steps = min(steps, max_time)
+        else:
+            steps = ops.minimum(steps, max_time)
+    elif steps is None:
+        steps = DEFAULT_MAXIMUM_ITERATIONS
     history = getattr(decoder.cell, "alignment_history", False) is True
 
     def advance(time, finished, inputs, state, lengths):
@@ -193,7 +247,7 @@ def dynamic_decode(decoder, output_time_major=False, impute_finished=False,
         return ops.concatenate([ops.expand_dims(x, 0), zeros], axis=0)
 
     buffers = keras.tree.map_structure(buffer, outputs)
-    align = buffer(ops.cast(state.alignments, "float32")) if history else ()
+    align = buffer(state.alignments) if history else ()
 
     def write(buffers, values, time):
         if trains:
@@ -215,7 +269,7 @@ def dynamic_decode(decoder, output_time_major=False, impute_finished=False,
             time, finished, inputs, state, lengths)
         buffers = write(buffers, outputs, time)
         if history:
-            align = write(align, ops.cast(state.alignments, "float32"), time)
+            align = write(align, state.alignments, time)
         return finished, inputs, state, lengths, buffers, align
 
     carry = (finished, inputs, state, lengths, buffers, align)

@@ -22,15 +22,25 @@ def sequence_loss(logits, targets, weights, average_across_timesteps=True,
 
     Args:
         logits: `(batch, time, vocab)`.
-        targets: `(batch, time)` int ids.
+        targets: `(batch, time)` int ids (sparse cross-entropy), or
+            `(batch, time, vocab)` one-hot or probability targets
+            (`-sum_v targets_v log softmax(logits)_v`, TF Addons'
+            `softmax_cross_entropy_with_logits`).
         weights: `(batch, time)` float weights.
         average_across_timesteps, average_across_batch: divide the summed
             loss by the summed weights over that axis.
         sum_over_timesteps, sum_over_batch: divide by the count of nonzero
             weights instead.
         softmax_loss_function: optional `f(labels=, logits=)` per-token loss
-            on flattened `(batch * time,)` labels.
+            on the flattened labels (`targets` reshaped to `(-1,)`, as TF
+            Addons) and `(batch * time, vocab)` logits.
         name: unused.
+
+    Raises:
+        ValueError: on a wrong rank, on both an average and a sum over one
+            axis, and on the two orders TF Addons calls ambiguous:
+            `average_across_batch` with `sum_over_timesteps`, and
+            `sum_over_batch` with `average_across_timesteps`.
 
     Returns:
         A scalar, `(batch,)`, `(time,)` or `(batch, time)` float32 tensor,
@@ -38,8 +48,13 @@ def sequence_loss(logits, targets, weights, average_across_timesteps=True,
     """
     if len(logits.shape) != 3:
         raise ValueError("Logits must be a [batch_size x sequence_length x logits] tensor")
-    if len(targets.shape) != 2:
-        raise ValueError("Targets must be a [batch_size x sequence_length] tensor")
+    targets_rank = len(targets.shape)
+    if targets_rank not in (2, 3):
+        raise ValueError(
+            "Targets must be either a [batch_size x sequence_length] tensor "
+            "where each element contains the labels' index or a [batch_size "
+            "x sequence_length x num_classes] tensor where the third axis is "
+            "a one-hot representation of the labels")
     if len(weights.shape) != 2:
         raise ValueError("Weights must be a [batch_size x sequence_length] tensor")
     if average_across_timesteps and sum_over_timesteps:
@@ -48,14 +63,24 @@ def sequence_loss(logits, targets, weights, average_across_timesteps=True,
     if average_across_batch and sum_over_batch:
         raise ValueError("average_across_batch and sum_over_batch cannot be set "
                          "to True at same time.")
+    if average_across_batch and sum_over_timesteps:
+        raise ValueError("average_across_batch and sum_over_timesteps cannot be "
+                         "set to True at same time because of ambiguous order.")
+    if sum_over_batch and average_across_timesteps:
+        raise ValueError("sum_over_batch and average_across_timesteps cannot be "
+                         "set to True at same time because of ambiguous order.")
     weights = ops.cast(weights, "float32")
-    if softmax_loss_function is None:
-        crossent = losses.SequenceLoss(pad_id=_NO_PAD).call(targets, logits)
-    else:
+    batch_time = ops.shape(logits)[:2]
+    if softmax_loss_function is not None:
         vocab = ops.shape(logits)[-1]
         crossent = ops.reshape(softmax_loss_function(
             labels=ops.reshape(targets, (-1,)),
-            logits=ops.reshape(logits, (-1, vocab))), ops.shape(targets))
+            logits=ops.reshape(logits, (-1, vocab))), batch_time)
+    elif targets_rank == 2:  # ids: sparse softmax cross-entropy
+        crossent = losses.SequenceLoss(pad_id=_NO_PAD).call(targets, logits)
+    else:  # distributions: softmax cross-entropy
+        log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        crossent = -ops.sum(ops.cast(targets, "float32") * log_p, axis=-1)
     crossent = ops.cast(crossent, "float32") * weights
     nonzero = ops.cast(ops.not_equal(weights, 0), "float32")
     if average_across_timesteps and average_across_batch:
@@ -75,8 +100,9 @@ def sequence_loss(logits, targets, weights, average_across_timesteps=True,
 class SequenceLoss(keras.losses.Loss):
     """`tfa.seq2seq.SequenceLoss`: `sequence_loss` as a Keras loss, with TF
     Addons' defaults (sum over time and batch, divided by the count of
-    nonzero weights). `sample_weight` is the `(batch, time)` weights (ones
-    when None)."""
+    nonzero weights). `y_true` is `(batch, time)` ids or `(batch, time,
+    vocab)` one-hot targets; `sample_weight` the `(batch, time)` weights
+    (ones when None)."""
 
     def __init__(self, average_across_timesteps=False, average_across_batch=False,
                  sum_over_timesteps=True, sum_over_batch=True,
@@ -90,7 +116,7 @@ class SequenceLoss(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is None:
-            sample_weight = ops.ones(ops.shape(y_true), "float32")
+            sample_weight = ops.ones(ops.shape(y_pred)[:2], "float32")
         return sequence_loss(
             y_pred, y_true, sample_weight,
             average_across_timesteps=self.average_across_timesteps,

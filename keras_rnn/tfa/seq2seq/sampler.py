@@ -32,6 +32,7 @@ class Sampler:
     """
 
     sample_ids_dtype = "int32"
+    sample_ids_shape = ()  # one id per sequence and step
     # True when every step's input is known before decoding (teacher
     # forcing): `dynamic_decode` then runs a fixed number of steps with
     # a loop JAX can differentiate.
@@ -57,8 +58,10 @@ class TrainingSampler(Sampler):
         if self.time_major:
             inputs = ops.swapaxes(inputs, 0, 1)
         self.inputs = inputs  # (batch, time, depth)
-        self.max_time = inputs.shape[1]
+        # `ops.shape`: an int where the length is static, a scalar tensor
+        # where it is not (`tf.function` with an unknown time dimension).
         batch, time = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        self.max_time = time
         if sequence_length is not None and mask is not None:
             raise ValueError("Give sequence_length or mask, not both.")
         if mask is not None:
