@@ -356,6 +356,13 @@ def test_build_memory_then_setup_memory_then_build_query(cls, options):
     again.set_weights(all_weights)
     got, _ = again([query, state])
     np.testing.assert_allclose(_np(got), _np(expected), rtol=1e-6)
+    # Keras's build config (as a `.keras` reload uses it) builds both sides.
+    reloaded = cls.from_config(attention.get_config())
+    reloaded.build_from_config(attention.get_build_config())
+    reloaded.set_weights(all_weights)
+    reloaded.setup_memory(memory)
+    np.testing.assert_allclose(_np(reloaded([query, state])[0]), _np(expected),
+                               rtol=1e-6)
     # Setting a memory again (another batch) makes no new weights.
     variables = list(again.weights)
     again(memory[:1], setup_memory=True)

@@ -176,7 +176,10 @@ class _TFAMechanism:
         compute dtype, as TF Addons'."""
         self._check_memory()
         query = _to_compute_dtype(self, query)
-        self._ensure_query(query.shape[-1])
+        if not (self.built and getattr(self, "_query_built", False)):
+            # Through Keras's `build`, which records both shapes (a
+            # reloaded mechanism builds both sides from them).
+            self.build(tuple(query.shape), tuple(self.values.shape))
         memory = self.memory
         with autocast(self):
             if self.probability_fn == "softmax":
