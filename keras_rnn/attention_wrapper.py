@@ -3,7 +3,7 @@ feeding — the decoder cell of `Seq2Seq`.
 
 The Keras 3 successor to TF Addons' `tfa.seq2seq.AttentionWrapper`; the
 mechanisms are in `keras_rnn.attention`. Tests:
-`tests/test_attention.py` (with the mechanisms).
+`tests/keras_rnn/test_attention.py` (with the mechanisms).
 """
 
 from typing import NamedTuple

@@ -1,6 +1,6 @@
 """`SequenceLoss`: masked token-level cross-entropy for sequence models.
 
-Szegedy et al. 2016 (label smoothing). Tests: `tests/test_losses.py`.
+Szegedy et al. 2016 (label smoothing). Tests: `tests/keras_rnn/test_losses.py`.
 """
 
 import keras

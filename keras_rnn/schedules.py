@@ -2,7 +2,7 @@
 
 Bengio et al. 2015. `Seq2Seq` runs the sampling itself, in its one decoder
 time loop (`keras_rnn/teacher_forcing.py`); this module only holds the
-schedule. Tests: `tests/test_schedules.py`.
+schedule. Tests: `tests/keras_rnn/test_schedules.py`.
 """
 
 import keras

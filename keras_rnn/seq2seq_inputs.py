@@ -1,7 +1,7 @@
 """The inputs `Seq2Seq` accepts, and the checks that name what is wrong
 with a batch: the `(source, target)` pair, a source batch's shape, length
 and ids. Value checks run only on concrete arrays, never inside a traced
-function. Tests: `tests/test_seq2seq.py`.
+function. Tests: `tests/keras_rnn/test_seq2seq_model.py`.
 """
 
 import numpy as np

@@ -17,7 +17,7 @@ al. 2016 (label smoothing).
 The decoder's training-time loop (teacher forcing, scheduled sampling) is in
 `keras_rnn/teacher_forcing.py`, the input checks in
 `keras_rnn/seq2seq_inputs.py`. (TF Addons' `tfa.seq2seq` API is
-`keras_rnn.seq2seq`, a separate annex.) Tests: `tests/test_seq2seq.py`.
+`keras_rnn.seq2seq`, a separate annex.) Tests: `tests/keras_rnn/test_seq2seq_model.py`.
 """
 
 import keras

@@ -6,7 +6,7 @@ with scheduled sampling, in one backend time loop (`tf.while_loop` /
 the model's layers (embedding, dropout, `AttentionWrapper` decoder,
 projection) and, with scheduled sampling, its schedule, step counter and
 sampling seed. Bengio et al. 2015 (scheduled sampling). Tests:
-`tests/test_seq2seq.py`.
+`tests/keras_rnn/test_seq2seq_model.py`.
 """
 
 import keras

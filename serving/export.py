@@ -5,7 +5,7 @@ Text's `SentencepieceOp`/`SentencepieceTokenizeOp`), the encoder, beam
 search as one `while` loop (`keras_rnn.beam_search`), `gather_tree` in core
 ops and detokenization (`SentencepieceDetokenizeOp`) all run inside the
 graph, so stock TensorFlow Serving serves it with no client-side
-tokenization and no custom or Python ops (`tests/test_serving_export.py`
+tokenization and no custom or Python ops (`tests/serving/test_export.py`
 lists every op of the graph).
 
 Layout, as TensorFlow Serving expects it:

@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers of the serving tests (`tests/test_serving_*.py`).
+"""Shared fixtures and helpers of the serving tests (`tests/serving/`).
 
 The servers run against the fake translator of `tests/serving_fakes.py`
 (same SavedModel contract as `keras-rnn export`) over real localhost ports.

@@ -9,7 +9,7 @@
 - `batched`: the compiled (`tf.function` / `jax.jit`), cached,
   length-sorted batched `decode` that `Seq2Seq.decode` runs.
 
-Tests: `tests/test_decoding.py`.
+Tests: `tests/keras_rnn/test_decoding.py`.
 """
 
 from keras_rnn.decoding.batched import compile_decoder

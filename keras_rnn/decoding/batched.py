@@ -114,7 +114,7 @@ def decode(model, source, method="beam", batch_size=None, **settings):
         # JAX compiles once per input shape: round the shape up (rows to a
         # power of two, width to a multiple of 8), so that a few compiled
         # searches serve every call. Padding and filler rows change no
-        # sentence's result (tests/test_decoding_calls.py).
+        # sentence's result (tests/keras_rnn/test_decoding_calls.py).
         rows = len(source)
         width = -(-source.shape[1] // 8) * 8
         padded = np.full((1 << (rows - 1).bit_length(), width), model.pad_id, source.dtype)

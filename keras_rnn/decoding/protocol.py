@@ -20,7 +20,7 @@ alignments (the coverage penalty is then 0). `keras_rnn.seq2seq.BeamSearchDecode
 (TF Addons' API) is itself a client of this protocol, so every `keras.layers`
 RNN cell decodes through the one beam search.
 
-A minimal attention-free model (`tests/test_decoding.py` runs it):
+A minimal attention-free model (`tests/keras_rnn/test_decoding.py` runs it):
 
     class LSTMDecoder:
         pad_id, bos_id, eos_id, target_vocab_size = 0, 1, 2, 10

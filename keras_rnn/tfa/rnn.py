@@ -14,7 +14,7 @@ never had, is a core cell, in `keras_rnn.cells`.)
 Where TF Addons' equations differ from the Ba et al. variants of the general
 cells (`LSTMCell(layer_norm=True)`, `SimpleRNNCell(layer_norm=True)`), these
 classes follow TF Addons; `docs/MIGRATION.md` tables the differences.
-Tests: `tests/test_tfa_cells.py`.
+Tests: `tests/keras_rnn/tfa/test_rnn.py`.
 """
 
 import keras

@@ -9,7 +9,7 @@ registers as `keras_rnn/serving/translator.proto` (package
 `keras_rnn.serving`, what server reflection shows). The generated modules
 are moved to `serving/`, which is the package `keras_rnn.serving`, so their
 one cross-import (`from keras_rnn.serving import translator_pb2`) works
-unchanged. `tests/test_serving_server.py` checks that
+unchanged. `tests/serving/test_server.py` checks that
 the committed files equal a fresh generation.
 """
 

@@ -8,7 +8,7 @@ add TF Addons' calling convention: the memory is set on the mechanism
 (`memory=` or `setup_memory`) instead of being passed to every step, and the
 wrapper is a real RNN cell (`state_size`, `get_initial_state(batch_size=,
 dtype=)`), usable in `keras.layers.RNN`, `BasicDecoder` and
-`BeamSearchDecoder`. Tests: `tests/test_tfa_seq2seq.py`.
+`BeamSearchDecoder`. Tests: `tests/keras_rnn/tfa/test_seq2seq.py`.
 """
 
 from typing import NamedTuple

@@ -8,7 +8,7 @@ the decoding protocol (`keras_rnn.decoding.protocol`) with the user's cell,
 embedding and output layer, then repackages the result in TF Addons'
 `FinalBeamSearchDecoderOutput` / `BeamSearchDecoderState`. Differences from
 TF Addons are listed in `docs/MIGRATION.md`. Tests:
-`tests/test_tfa_seq2seq.py`.
+`tests/keras_rnn/tfa/test_seq2seq.py`.
 """
 
 from typing import NamedTuple

@@ -16,7 +16,7 @@ Outputs are batch-major unless `output_time_major`; when the loop's step
 count is concrete (eager) they are cut to the steps run, as TF Addons'
 TensorArrays are; inside `jax.jit` they keep the `maximum_iterations` length
 (finished steps hold zeros with `impute_finished`, else what the decoder
-produced). Tests: `tests/test_tfa_seq2seq.py`.
+produced). Tests: `tests/keras_rnn/tfa/test_seq2seq.py`.
 """
 
 from typing import NamedTuple

@@ -4,7 +4,7 @@ step's outputs into sample ids and the next step's inputs.
 Each follows TF Addons' `initialize` / `sample` / `next_inputs` protocol, in
 `keras.ops`, with fixed shapes (the next input of a finished sequence is read
 at a clamped time index instead of a dynamic one). Randomness comes from a
-`keras.random.SeedGenerator`. Tests: `tests/test_tfa_seq2seq.py`.
+`keras.random.SeedGenerator`. Tests: `tests/keras_rnn/tfa/test_seq2seq.py`.
 """
 
 import keras

@@ -1,5 +1,5 @@
 """Batching, curriculum and config of the training package (the tokenizer:
-`test_tokenizer.py`)."""
+`tests/training/test_tokenizer.py`)."""
 
 from pathlib import Path
 
@@ -204,7 +204,7 @@ def test_config_round_trip_and_errors(tmp_path):
 
 
 def test_shipped_configs_load():
-    configs = Path(__file__).resolve().parents[1] / "training" / "configs"
+    configs = Path(__file__).resolve().parents[2] / "training" / "configs"
     names = sorted(p.name for p in configs.glob("*.yaml"))
     assert names == ["multi30k_de_en.yaml", "multi30k_en_de.yaml", "quick.yaml"]
     for name in names:

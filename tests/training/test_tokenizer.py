@@ -9,7 +9,7 @@ import pytest
 
 from keras_rnn.training.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, add_eos, train_tokenizer
 
-MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
+MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
 needs_multi30k = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
 
 

@@ -1,6 +1,6 @@
 """Seq2Seq: scheduled sampling in its decoder loop, teacher forcing, saving,
-and learning a synthetic task (the loss: test_losses.py; the schedules:
-test_schedules.py)."""
+and learning a synthetic task (the loss: tests/keras_rnn/test_losses.py; the schedules:
+tests/keras_rnn/test_schedules.py)."""
 
 import os
 

@@ -189,7 +189,7 @@ def test_migration_names_take_tf_addons_arguments():
 
 def test_migration_peephole_cell_equals_general_cell_with_same_weights():
     # (The TF Addons layer-norm cells compute TF Addons' equations, not the
-    # general cells' Ba et al. ones: tests/test_tfa_cells.py.)
+    # general cells' Ba et al. ones: tests/keras_rnn/tfa/test_rnn.py.)
     x = sample(4)
     tfa_style = keras.layers.RNN(keras_rnn.PeepholeLSTMCell(UNITS))
     general = keras.layers.RNN(keras_rnn.LSTMCell(UNITS, peephole=True))

@@ -21,7 +21,7 @@ from keras_rnn.training.data import (
     sha256_file,
 )
 
-MULTI30K = Path(__file__).resolve().parents[2] / "shared/data/multi30k"
+MULTI30K = Path(__file__).resolve().parents[3] / "shared/data/multi30k"
 needs_multi30k = pytest.mark.skipif(
     not (MULTI30K / "val.de").is_file(), reason=f"no shared Multi30k copy at {MULTI30K}")
 

@@ -56,7 +56,7 @@ def test_queued_request_deadline_and_graceful_shutdown(tmp_path, fake_versions):
         thread.start()
         time.sleep(0.3)
         # No drain (the default): calls after NOT_SERVING are refused at
-        # once (test_serving_balancing covers --drain-seconds).
+        # once (tests/serving/test_balancing.py covers --drain-seconds).
         stopper = threading.Thread(target=server.stop, kwargs={"grace": 10})
         stopper.start()
         time.sleep(0.2)
