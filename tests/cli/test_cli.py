@@ -51,8 +51,9 @@ def test_translate_in_process_with_options_after_the_run(trained_run, capsys):
     status = cli.main(["translate", trained_run, "--method", "greedy",
                        "Ein Hund rennt.", "Zwei Männer spielen Fußball."])
     assert status == 0
+    # One line per sentence, in order (a tiny model's translation may be "").
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(lines), lines
+    assert len(lines) == 2, lines
 
 
 def test_serve_flags_are_the_server_config_fields_with_its_defaults():
