@@ -16,7 +16,9 @@ EXTRAS = {
                 "tensorflow_serving": "tensorflow-serving-api",
                 "grpc_health": "grpcio-health-checking",
                 "grpc_reflection": "grpcio-reflection",
-                "prometheus_client": "prometheus-client"},
+                "prometheus_client": "prometheus-client",
+                # export reads the run's config and tokenizers
+                "yaml": "pyyaml", "sentencepiece": "sentencepiece"},
 }
 # What one option of a command needs beyond its extra's core:
 # (command, argparse dest) -> (extra, {import name: pip name}).

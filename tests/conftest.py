@@ -5,8 +5,13 @@ The suite runs once per backend: `KERAS_BACKEND=tensorflow pytest tests` and
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# `keras-rnn` commands run by the tests keep JAX's compiled programs here,
+# not in the user's cache directory (`keras_rnn.cli.compile_cache_dir`).
+os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(),
+                                            f"keras-rnn-tests-{os.getuid()}", "cache")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -174,31 +174,34 @@ def test_the_installed_wheel_imports_every_module_from_site_packages(wheel_file,
 
 # ------------------------------------------------- the smallest installs
 
-# A virtual environment holding everything the test environment has except
-# grpc, protobuf, TensorFlow (and what only they use): the packages of
-# `keras-rnn[jax,training]`, linked in, so nothing is downloaded.
-WITHOUT = ("grpc", "google", "protobuf", "tensorflow", "tensorboard", "tf_keras", "_upb")
-
-
 @pytest.fixture(scope="module")
 def small_install(tmp_path_factory, wheel_file):
-    import sysconfig
+    """A new virtual environment with what a user of the training commands on
+    JAX installs: `pip install "keras_rnn-*.whl[jax,training]"`, with the
+    project's constraints (pip's own cache keeps the downloads between runs).
 
-    home = tmp_path_factory.mktemp("small-install")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home / "venv")],
-                   check=True, timeout=120)
-    packages = home / "packages"
-    packages.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        name = entry.name.lower()
-        if (not any(name.startswith(prefix) for prefix in WITHOUT) and entry.suffix != ".pth"
-                and not name.startswith(("keras_rnn", "__editable__"))):
-            (packages / entry.name).symlink_to(entry)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--target", str(home / "wheel"), str(wheel_file)], check=True, timeout=600)
-    (purelib,) = (home / "venv" / "lib").glob("python*/site-packages")
-    (purelib / "linked.pth").write_text(f"{packages}\n{home / 'wheel'}\n")
-    return home / "venv" / "bin" / "python"
+    Returns:
+        The environment's `python`.
+    """
+    venv = tmp_path_factory.mktemp("small-install") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", str(ROOT / "requirements" / "constraints.txt"), f"{wheel_file}[jax,training]"],
+        capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return python
+
+
+def test_the_jax_training_install_has_no_tensorflow_grpc_or_protobuf(small_install):
+    result = subprocess.run([str(small_install), "-m", "pip", "show", "tensorflow", "grpcio",
+                             "protobuf", "tensorboard", "tensorflow-text"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and not result.stdout, result.stdout
+    missing = result.stderr.split("Package(s) not found:")[-1].strip()
+    assert set(missing.split(", ")) == {"grpcio", "protobuf", "tensorboard", "tensorflow",
+                                        "tensorflow-text"}, result.stderr
 
 
 def run_small(small_install, tmp_path, *args):
