@@ -59,7 +59,8 @@ def main(argv=None):
     if args.compile_cache:
         use_compile_cache()
     try:
-        require("serving" if module_name.startswith("keras_rnn.serving") else "training")
+        if command != "download":  # which only fetches files
+            require("serving" if module_name.startswith("keras_rnn.serving") else "training")
         require_options(args.command, args)
         module = importlib.import_module(module_name)
         try:
@@ -178,7 +179,12 @@ def build_parser():
     commands = parser.commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume) a translator")
-    train.add_argument("config", help="YAML config (training/configs/*.yaml)")
+    train.add_argument("config", help="YAML config file, or the name of a shipped config "
+                                      "(quick, multi30k_de_en, multi30k_en_de)")
+    train.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="the corpus directory (overrides the config's data.dir; default "
+                            "$KERAS_RNN_DATA_DIR, else the config's, else data/multi30k "
+                            "for a shipped config)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value (repeatable)")
 

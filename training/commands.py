@@ -14,12 +14,18 @@ import numpy as np
 def train(args):
     """`keras-rnn train`: Ctrl-C checkpoints the step it stops at and exits
     with one line (status 130), no traceback; the same command resumes."""
-    from keras_rnn.training.config import Config
+    from keras_rnn.training.config import DEFAULT_DATA_DIR, Config, resolve_config
     from keras_rnn.training.controller import Interrupted
     from keras_rnn.training.train import TrainingRun
 
     try:
-        config = Config.load(args.config, overrides=args.set)
+        path, overrides = resolve_config(args.config, data_dir=args.data_dir)
+        config = Config.load(path, overrides=[*overrides, *args.set])
+        if not Path(config.data.dir).is_dir():
+            raise FileNotFoundError(
+                f"{config.data.dir}: no such corpus directory; give --data-dir DIR or set "
+                f"KERAS_RNN_DATA_DIR, or fetch Multi30k with `keras-rnn download "
+                f"{DEFAULT_DATA_DIR}`.")
         TrainingRun(config).train()
     except Interrupted as stop:
         print(f"keras-rnn train: {stop}", file=sys.stderr)

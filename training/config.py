@@ -222,3 +222,47 @@ def apply_override(values, item):
     for part in parts[:-1]:
         target = target.setdefault(part, {})
     target[parts[-1]] = yaml.safe_load(raw)
+
+
+# The configs shipped in the package (`keras-rnn train quick`).
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+# The corpus directory of a shipped config taken by name, under the working
+# directory (where `keras-rnn download data/multi30k` puts Multi30k).
+DEFAULT_DATA_DIR = "data/multi30k"
+
+
+def resolve_config(config, data_dir=None):
+    """The config file `keras-rnn train CONFIG` reads, and its overrides.
+
+    `config` is a YAML file, or the name of a shipped config (`quick`,
+    `multi30k_de_en`, `multi30k_en_de`). The corpus directory is `data_dir`
+    (`--data-dir`), else `$KERAS_RNN_DATA_DIR`, else for a config file its
+    own `data.dir` (relative to the file) and for a shipped config taken by
+    name `data/multi30k` under the working directory: never a path inside
+    the installed package.
+
+    Args:
+        config: a path or a shipped config's name.
+        data_dir: the corpus directory, or None.
+
+    Returns:
+        `(path, overrides)`: the YAML file and the `section.key=value`
+        overrides to load it with (relative paths resolved against the
+        working directory).
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped config's name.
+    """
+    path = Path(config)
+    shipped = SHIPPED_CONFIGS / f"{config}.yaml"
+    by_name = not path.exists() and path.name == str(config) and shipped.exists()
+    if by_name:
+        path = shipped
+    elif not path.exists():
+        names = ", ".join(sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml")))
+        raise FileNotFoundError(f"{config}: no such config file, and no shipped config of "
+                                f"that name (shipped: {names}).")
+    data_dir = data_dir or os.environ.get("KERAS_RNN_DATA_DIR") or (
+        DEFAULT_DATA_DIR if by_name else None)
+    overrides = [] if data_dir is None else [f"data.dir={Path(data_dir).resolve()}"]
+    return path, overrides
