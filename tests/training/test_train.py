@@ -40,6 +40,32 @@ def trained(tmp_path_factory):
     return tmp_path / "full", result.stdout
 
 
+# The tiny run's losses, recorded per backend (TensorFlow without XLA, JAX
+# with it, as TINY configures them): a change to the model, the data or the
+# training arithmetic that moves them fails here. Recorded at this commit:
+# TensorFlow 5.7023 ... 4.9969 (train, steps 2 and 12), val 4.9717; JAX
+# 5.6998 ... 4.9710, val 5.0396. The bands are a few hundredths wide: float noise across
+# machines is ~1e-5; a broken step (no update, a wrong sign, a lost mask)
+# moves them by tenths.
+LOSS_BANDS = {
+    "tensorflow": {"first": (5.68, 5.72), "last": (4.96, 5.04), "val": (4.94, 5.01)},
+    "jax": {"first": (5.68, 5.72), "last": (4.96, 5.04), "val": (5.00, 5.08)},
+}
+
+
+def test_the_tiny_runs_losses_stay_in_their_recorded_band(trained):
+    run, _ = trained
+    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in records if r["kind"] == "train"]
+    val = [r["val_loss"] for r in records if r["kind"] == "epoch"][-1]
+    band = LOSS_BANDS[BACKEND]
+    for name, value in (("first", train[0]), ("last", train[-1]), ("val", val)):
+        low, high = band[name]
+        assert low <= value <= high, (f"{BACKEND}: the tiny run's {name} loss {value:.5f} left "
+                                      f"its recorded band [{low}, {high}] (train {train}, "
+                                      f"val {val})")
+
+
 def test_training_run_writes_everything(trained):
     run, stdout = trained
     assert "Finished at step 12" in stdout
