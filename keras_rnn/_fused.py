@@ -243,7 +243,6 @@ class FusedRNN(keras.layers.RNN):
             go_backwards=self.go_backwards,
             mask=mask,
             unroll=self.unroll,
-            input_length=zx.shape[0],
             time_major=True,
             zero_output_for_mask=self.zero_output_for_mask,
             return_all_outputs=self.return_sequences,

@@ -95,7 +95,6 @@ def decoder_loop(model, target, memory, state, training, alignments):
 
     _, outputs, _ = _keras_private.rnn(
         step, (feed, per_step), flat_state, time_major=True,
-        input_length=_loop_length(gold),
     )
     wrapper.reset_noise()
     outputs = ops.transpose(outputs, (1, 0, 2))  # (batch, T, width [+ S])
@@ -152,18 +151,6 @@ def sampling_feed(model, gold):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _loop_length(time_major):
-    """`input_length` for the backend time loop over a time-major tensor.
-
-    TensorFlow's loop reads `input_length or inputs.shape[1]`, which fails
-    for nested inputs of unknown length (batches of varying length under
-    `tf.function`); the dynamic length in a list is truthy and its maximum
-    is the iteration bound.
-    """
-    steps = time_major.shape[0]
-    return steps if steps is not None else [ops.shape(time_major)[0]]
 
 
 def _dropout_mask(shape, rate, seed):
