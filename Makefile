@@ -15,7 +15,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The Dockerfile installs with the same constraints, not editable, with only
 # the tensorflow and serving extras.
-EXTRAS ?= tensorflow,jax,training,serving,test
+EXTRAS ?= tensorflow,jax,training,tensorboard,serving,test
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: quickstart demo test test-tensorflow test-jax image-test venv constraints bench clean

@@ -12,11 +12,11 @@ same names. The core `Seq2Seq` model is `keras_rnn.Seq2Seq`
 """
 
 from keras_rnn.tfa.seq2seq import sampler
+from keras_rnn.tfa.seq2seq.attention_mechanism import BahdanauAttention
+from keras_rnn.tfa.seq2seq.attention_mechanism import LuongAttention
+from keras_rnn.tfa.seq2seq.attention_mechanism import sequence_mask
 from keras_rnn.tfa.seq2seq.attention_wrapper import AttentionWrapper
 from keras_rnn.tfa.seq2seq.attention_wrapper import AttentionWrapperState
-from keras_rnn.tfa.seq2seq.attention_wrapper import BahdanauAttention
-from keras_rnn.tfa.seq2seq.attention_wrapper import LuongAttention
-from keras_rnn.tfa.seq2seq.attention_wrapper import sequence_mask
 from keras_rnn.tfa.seq2seq.beam_search_decoder import BeamSearchDecoder
 from keras_rnn.tfa.seq2seq.beam_search_decoder import BeamSearchDecoderOutput
 from keras_rnn.tfa.seq2seq.beam_search_decoder import BeamSearchDecoderState

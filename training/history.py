@@ -2,8 +2,9 @@
 and tokens/s over each logging window.
 
 Every record is one JSON line in `history.jsonl` (`kind` "train": a window of
-`log_every` steps; `kind` "epoch": a validated epoch) and, where TensorFlow is
-installed, the same scalars in TensorBoard event files under `logs/`.
+`log_every` steps; `kind` "epoch": a validated epoch) and, where TensorFlow and
+TensorBoard are installed (the `tensorboard` extra), the same scalars in
+TensorBoard event files under `logs/`.
 """
 
 import importlib.util
@@ -25,7 +26,8 @@ def format_record(record):
 
 
 class History:
-    """Appends records to `history.jsonl` and, with TensorFlow, TensorBoard.
+    """Appends records to `history.jsonl` and, with TensorFlow and TensorBoard,
+    to TensorBoard event files.
 
     Args:
         directory: the run directory.
@@ -37,7 +39,10 @@ class History:
 
     @staticmethod
     def tensorboard_available():
-        return importlib.util.find_spec("tensorflow") is not None
+        """Whether `tf.summary` can write: it needs TensorFlow and TensorBoard
+        (TensorFlow 2.21 no longer depends on TensorBoard)."""
+        return all(importlib.util.find_spec(name) is not None
+                   for name in ("tensorflow", "tensorboard"))
 
     def truncate(self, step, epoch):
         """Drops the records after `step` (train) and `epoch` (epoch), on resume."""
@@ -63,7 +68,7 @@ class History:
         with open(self.directory / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if not self.tensorboard_available():
-            return  # TensorBoard's writer needs TensorFlow
+            return
         import tensorflow as tf
 
         if self._writer is None:

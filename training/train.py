@@ -248,8 +248,8 @@ class TrainingRun:
             + (" (auto: TensorFlow is not installed, so the Python pipeline instead of tf.data)"
                if t.data_pipeline == "auto" and pipeline == "python" else ""))
         if not self.history.tensorboard_available():
-            log("TensorBoard logging skipped: it needs TensorFlow, which is not installed "
-                "(every record is in history.jsonl).")
+            log("TensorBoard logging skipped: it needs TensorFlow and TensorBoard "
+                "(pip install 'keras-rnn[tensorboard]'); every record is in history.jsonl.")
         if keras.backend.backend() == "jax" and not xla:
             # Eager JAX traces and compiles every `lax.scan` anew at every
             # step, so every step pays a compilation.
