@@ -115,7 +115,7 @@ def ensure_base():
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
                          "usr/share/man", "usr/share/info", "usr/share/locale"):
                 for path in (rootfs / junk).glob("*"):
-                    if path.is_file():
+                    if path.is_file() or path.is_symlink():  # a link to a folder too
                         path.unlink()
                     elif path.is_dir() and path.name != "partial":
                         shutil.rmtree(path)
