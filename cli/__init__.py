@@ -172,6 +172,10 @@ def build_parser():
     """
     parser = _Parser(prog="keras-rnn")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's and XLA's native log lines on stderr (dropped "
+                             "by default, as are those below a TF_CPP_MIN_LOG_LEVEL you set; "
+                             "keras_rnn/_quiet.py)")
     parser.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
                         help="on JAX, do not keep compiled programs between runs (kept by "
                              "default in $XDG_CACHE_HOME/keras-rnn/jax, or "

@@ -8,8 +8,10 @@ cell, a `Seq2Seq` model, and greedy and beam-search decoding that compile to
 one loop. Written in `keras.ops` for the TensorFlow and JAX backends.
 """
 
+from keras_rnn._quiet import quiet_native_logs
 from keras_rnn._backend import select_backend
 
+quiet_native_logs()  # in `keras-rnn ...` only: TensorFlow's C++ log lines off stderr
 select_backend()  # JAX where TensorFlow is not installed and no backend was chosen
 
 from keras_rnn.attention import AttentionMemory
