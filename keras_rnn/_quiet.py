@@ -8,6 +8,9 @@ operations are on", "Could not find cuda drivers", "This TensorFlow binary
 is optimized...", once per library loaded. No setting reaches those lines,
 so the command line (and only it: a program that imports keras_rnn keeps
 its stderr untouched) reads its own stderr through a pipe and drops them.
+(Calling Abseil's `SetStderrThreshold` through ctypes does not reach them:
+TensorFlow 2.21's libraries carry several private copies of Abseil, and the
+lines come from copies that export nothing.)
 
 Which lines go follows `TF_CPP_MIN_LOG_LEVEL`'s meaning: the user's value
 when set (0 keeps all), else 3 (INFO, WARNING and ERROR dropped; FATAL
@@ -20,6 +23,7 @@ This runs from `keras_rnn/__init__.py`, before Keras is imported, since
 """
 
 import atexit
+import faulthandler
 import os
 import re
 import sys
@@ -71,6 +75,9 @@ class _StderrFilter:
         self.read = read
         self.thread = threading.Thread(target=self._pump, name="keras-rnn-stderr", daemon=True)
         self.thread.start()
+        # A crash must not die in the pipe with the thread that copies it:
+        # fatal signals print their Python traceback on the real stderr.
+        faulthandler.enable(file=self.stderr)
         atexit.register(self.close)
 
     def _write(self, data):
@@ -98,7 +105,8 @@ class _StderrFilter:
         """Puts the real stderr back and copies what is still in the pipe."""
         sys.stderr.flush()
         os.dup2(self.stderr, 2)  # closes the pipe's write end: the thread sees its end
-        self.thread.join(timeout=5)
+        # (unless a child process still holds it: then do not wait for it long)
+        self.thread.join(timeout=1)
 
 
 def quiet_native_logs():
