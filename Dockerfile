@@ -18,7 +18,8 @@
 # install is the README's with the pinned constraints, not editable, and only
 # the tensorflow and serving extras. The runtime stage then holds the
 # virtual environment and nothing else: no compiler, no pip, no training
-# extras (matplotlib, TensorBoard, SentencePiece), no TensorFlow C++ headers.
+# extras (matplotlib, TensorBoard, sacreBLEU), no TensorFlow C++ headers.
+# (SentencePiece and pyyaml are in: the serving extra exports too.)
 # Serving needs no GPU; TensorFlow finds none here and runs on the CPU.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
@@ -46,13 +47,15 @@ RUN python3 -m venv /opt/venv \
 # - TF Text: `import tensorflow_text` fails in 2.21 (its ICU symbols), so
 #   keras_rnn loads only the SentencePiece op library (tokenizer.py); the
 #   other op libraries (~130 MB) cannot be reached and go;
+# - StableHLO's Python bindings (25 MB): nothing in TensorFlow imports them,
+#   and serving never loads them;
 # - symbol tables of TensorFlow's libraries (strip; not the auditwheel-repaired
 #   ones like numpy.libs, which break when stripped);
 # - byte code: only for the modules `serve` imports (compiled again by the
 #   check below, as root, so the non-root runtime needs no write access).
 RUN /opt/venv/bin/pip uninstall --yes libclang pip \
     && cd /opt/venv/lib/python3*/site-packages \
-    && rm -rf tensorflow/include \
+    && rm -rf tensorflow/include tensorflow/compiler/mlir/stablehlo \
     && find tensorflow_text -name '*.so' ! -name _sentencepiece_tokenizer.so -delete \
     && find tensorflow tensorflow_text -type f \( -name '*.so' -o -name '*.so.*' \) -print0 \
         | xargs -0 strip --strip-unneeded \

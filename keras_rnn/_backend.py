@@ -1,7 +1,8 @@
 """Which Keras backend keras-rnn runs on: the one home of that rule.
 
 - `select_backend`: the backend `import keras_rnn` starts Keras with, when
-  the chosen one is absent.
+  the chosen one is absent; `missing_backend`: what to install when there is
+  none.
 - `require_tensorflow`: what needs the TensorFlow backend (`keras-rnn
   export` and `serve` build or run TensorFlow graphs) says so by raising
   `TensorFlowRequired`; the command line answers that by running the same
@@ -40,6 +41,19 @@ def select_backend():
             os.environ["KERAS_BACKEND"] = name
             return name
     return None
+
+
+def missing_backend():
+    """What to install when no Keras backend is installed (keras-rnn alone).
+
+    Returns:
+        One sentence naming the extras, or None when Keras has a backend
+        it can load.
+    """
+    if "keras" in sys.modules or any(_installed(name) for name in PREFERENCE):
+        return None
+    return ("keras-rnn needs a Keras backend: pip install 'keras-rnn[jax]' (or [tensorflow], "
+            "or [torch])")
 
 
 def _configured():

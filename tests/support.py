@@ -53,3 +53,12 @@ def cli(*args, env=None, check=True, wait=True, input=None, cwd=ROOT):
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def build_wheel(out):
+    """`pip wheel` of this checkout into `out` (no dependencies); its path."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(out), str(ROOT)],
+                   check=True, capture_output=True, timeout=600, cwd=out)
+    (path,) = out.glob("keras_rnn-*.whl")
+    return path

@@ -7,10 +7,9 @@ command line on the smallest install that claims to work.
   only its own layer and those below it.
 - One import name per distribution: the wheel puts `keras_rnn` (and its
   dist-info) into site-packages and nothing generic (`training`, `serving`).
-- The command line needs only what its command needs: `keras-rnn --help`,
-  `train`, `evaluate` and `translate RUN` run where grpc, protobuf and
-  TensorFlow cannot be imported; `export` and `serve` then say in one line
-  which extra to install.
+- The command line needs only what its command needs: each extra, installed
+  from the wheel into a new environment, runs its commands
+  (`tests/install/`, run once by `make test-install`).
 """
 
 import ast
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BACKEND, ROOT, write_config
+from tests.support import ROOT, build_wheel
 
 # The folders of each layer, in order, and the import prefix of each.
 LAYERS = [
@@ -124,12 +123,7 @@ def test_the_flags_module_imports_only_argparse_and_plain_data():
 
 @pytest.fixture(scope="module")
 def wheel_file(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(out), str(ROOT)],
-                   check=True, capture_output=True, timeout=600, cwd=out)
-    (path,) = out.glob("keras_rnn-*.whl")
-    return path
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")
@@ -170,106 +164,6 @@ def test_the_installed_wheel_imports_every_module_from_site_packages(wheel_file,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(modules) > 60
-
-
-# ------------------------------------------------- the smallest installs
-
-@pytest.fixture(scope="module")
-def small_install(tmp_path_factory, wheel_file):
-    """A new virtual environment with what a user of the training commands on
-    JAX installs: `pip install "keras_rnn-*.whl[jax,training]"`, with the
-    project's constraints (pip's own cache keeps the downloads between runs).
-
-    Returns:
-        The environment's `python`.
-    """
-    venv = tmp_path_factory.mktemp("small-install") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
-    result = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-c", str(ROOT / "requirements" / "constraints.txt"), f"{wheel_file}[jax,training]"],
-        capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return python
-
-
-def test_the_jax_training_install_has_no_tensorflow_grpc_or_protobuf(small_install):
-    result = subprocess.run([str(small_install), "-m", "pip", "show", "tensorflow", "grpcio",
-                             "protobuf", "tensorboard", "tensorflow-text"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and not result.stdout, result.stdout
-    missing = result.stderr.split("Package(s) not found:")[-1].strip()
-    assert set(missing.split(", ")) == {"grpcio", "protobuf", "tensorboard", "tensorflow",
-                                        "tensorflow-text"}, result.stderr
-
-
-def run_small(small_install, tmp_path, *args):
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(tmp_path / "keras_home"))
-    return subprocess.run([str(small_install), "-m", "keras_rnn.cli", *map(str, args)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-
-
-def test_the_small_install_really_lacks_grpc_protobuf_and_tensorflow(small_install):
-    for module in ("grpc", "google.protobuf", "tensorflow", "tensorflow_serving"):
-        check = subprocess.run([str(small_install), "-c", f"import {module}"],
-                               capture_output=True, text=True, timeout=120)
-        assert check.returncode != 0 and "No module named" in check.stderr, module
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
-    check = subprocess.run([str(small_install), "-c", "import jax, keras_rnn, sentencepiece"],
-                           capture_output=True, text=True, timeout=300, env=env)
-    assert check.returncode == 0, check.stderr
-
-
-@pytest.mark.skipif(BACKEND != "jax", reason="the install without TensorFlow runs JAX")
-def test_training_commands_run_without_grpc_protobuf_or_tensorflow(small_install, tmp_path):
-    # No KERAS_BACKEND: keras_rnn picks JAX because TensorFlow is missing.
-    result = run_small(small_install, tmp_path, "--help")
-    assert result.returncode == 0 and "train" in result.stdout, result.stderr
-    config = write_config(tmp_path, "tiny", training={"epochs": 1, "steps_per_epoch": 4,
-                                                      "checkpoint_every": 4,
-                                                      "jit_compile": "auto"})
-    result = run_small(small_install, tmp_path, "train", config)
-    assert result.returncode == 0, result.stdout + result.stderr
-    # Without TensorFlow: the Python data pipeline, chosen and said in one
-    # line; TensorBoard skipped, saying why in one line.
-    lines = result.stdout.splitlines()
-    assert len([line for line in lines if "data pipeline python (auto: TensorFlow is not "
-                "installed" in line]) == 1, result.stdout
-    assert len([line for line in lines if line.startswith(
-        "TensorBoard logging skipped: it needs TensorFlow")]) == 1, result.stdout
-    assert "XLA on (auto: always on JAX)" in result.stdout
-    run = tmp_path / "tiny"
-    assert (run / "model" / "model.keras").exists()
-    assert (run / "checkpoints" / "latest").exists()
-
-    result = run_small(small_install, tmp_path, "translate", run, "Ein Hund rennt.", "--method", "greedy")
-    assert result.returncode == 0, result.stderr
-    # One line per sentence (a 4-step model may well translate it as "").
-    assert result.stdout.count("\n") == 1, result.stdout
-
-    result = run_small(small_install, tmp_path, "evaluate", run, "--limit", "8", "--beam-size", "2",
-                         "--output", tmp_path / "out.txt")
-    assert result.returncode == 0, result.stderr
-    assert "BLEU (cased)" in result.stdout
-    assert len((tmp_path / "out.txt").read_text().splitlines()) == 8
-
-    for command in (["export", run, tmp_path / "models"],
-                    ["serve", "--model-base-dir", tmp_path / "models"],
-                    ["translate", "--server", "127.0.0.1:1", "x"]):
-        result = run_small(small_install, tmp_path, *command)
-        assert result.returncode == 3, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "pip install 'keras-rnn[serving]'" in lines[0], lines
-    assert not (tmp_path / "models").exists()
-
-
-def test_serve_help_needs_neither_grpc_nor_tensorflow(small_install, tmp_path):
-    result = run_small(small_install, tmp_path, "serve", "--help")
-    assert result.returncode == 0, result.stderr
-    for flag in ("--model-base-dir", "--max-batch-size", "--metrics-port"):
-        assert flag in result.stdout
 
 
 def test_private_keras_is_used_in_one_module_only():

@@ -21,7 +21,7 @@ runs with buildah, chroot isolation, host network (loopback only):
    pip configuration and CA certificates mounted read-only (pip downloads
    TensorFlow each build: about 1 min here);
 5. checks the image: size under 1.5 GB, non-root user, HEALTHCHECK, no
-   matplotlib / TensorBoard / pip / compiler inside;
+   matplotlib / TensorBoard / sacreBLEU / pip / compiler inside;
 6. starts the image's own ENTRYPOINT and CMD (ports moved to free loopback
    ports) with the model directory bind-mounted read-only at /models, waits
    for gRPC health SERVING, runs the image's HEALTHCHECK command inside it,
@@ -329,7 +329,9 @@ def main(argv=None):
                      "'tensorflow_text', 'tensorflow', 'grpc') if u.find_spec(m)), "
                      "[c for c in ('gcc', 'cc', 'g++', 'strip') if shutil.which(c)])",
                      capture=True).stdout.strip()
-        check(inside == "['grpc', 'tensorflow', 'tensorflow_text'] []",
+        # The serving extra: TensorFlow, TF Text and gRPC to serve, and
+        # SentencePiece (with pyyaml) for `keras-rnn export` of a trained run.
+        check(inside == "['grpc', 'sentencepiece', 'tensorflow', 'tensorflow_text'] []",
               f"only the serving stack inside, no compiler: {inside}")
 
         grpc_port, metrics_port = free_port(), free_port()
