@@ -166,7 +166,7 @@ def test_the_jax_training_install_trains_evaluates_translates_and_plots(jax_trai
     run = assert_trains_evaluates_translates(jax_training, "jax")
     result = jax_training.run("plot", run)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in run.glob("*.png")), list(run.iterdir())
+    assert (run / "plots" / "history.png").stat().st_size > 10_000, result.stdout
 
     home = jax_training.home
     for command in (["export", run, home / "models"],
