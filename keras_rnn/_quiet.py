@@ -68,6 +68,7 @@ class _StderrFilter:
 
     def __init__(self, level):
         self.level = level
+        self.closed = False
         self.stderr = os.dup(2)
         read, write = os.pipe()
         os.dup2(write, 2)
@@ -103,15 +104,22 @@ class _StderrFilter:
 
     def close(self):
         """Puts the real stderr back and copies what is still in the pipe."""
+        if self.closed:
+            return
+        self.closed = True
         sys.stderr.flush()
         os.dup2(self.stderr, 2)  # closes the pipe's write end: the thread sees its end
         # (unless a child process still holds it: then do not wait for it long)
         self.thread.join(timeout=1)
 
 
+_FILTER = None
+
+
 def quiet_native_logs():
     """In the command line only: drops TensorFlow's native log lines from
     stderr (see the module docstring). Returns the filter, or None."""
+    global _FILTER
     if not running_the_command_line():
         return None
     argv = getattr(sys, "orig_argv", sys.argv)
@@ -122,4 +130,13 @@ def quiet_native_logs():
         level = int(level)
     except ValueError:
         level = 3
-    return _StderrFilter(level) if level > 0 else None
+    if level > 0 and _FILTER is None:
+        _FILTER = _StderrFilter(level)
+    return _FILTER
+
+
+def restore_stderr():
+    """Copies what is still in the filter's pipe and puts the real stderr
+    back: for a process about to end with `os._exit`, which skips `atexit`."""
+    if _FILTER is not None:
+        _FILTER.close()

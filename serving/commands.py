@@ -35,10 +35,13 @@ def serve(args):
     require_tensorflow("keras-rnn serve")  # before TensorFlow is imported here
     from keras_rnn.serving.server import run_serve
 
+    from keras_rnn._quiet import restore_stderr
+
     status = run_serve(args)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
+    restore_stderr()  # the last log lines out of the quiet filter's pipe
     os._exit(status)
 
 
