@@ -11,6 +11,7 @@ used both to rank the candidates at every step and to order the n-best
 list.
 """
 
+import keras
 from keras import ops
 
 # Log-probability of impossible continuations. Finite, so sums and the
@@ -109,6 +110,22 @@ def restrict_log_probs(log_probs, step, finished, limits, *, pad_id, bos_id,
     return ops.where(ops.expand_dims(finished, -1), finished_row, log_probs)
 
 
+def top_k(x, k):
+    """`ops.top_k` over the last axis, ties to the lower index on every backend.
+
+    TensorFlow's and JAX's `top_k` break ties that way; `torch.topk` leaves
+    their order unspecified (on a CPU it does not keep the index order), so
+    on PyTorch this is a stable descending sort cut to `k`.
+
+    Returns:
+        `(values, indices)`, best first.
+    """
+    if keras.backend.backend() != "torch":
+        return ops.top_k(x, k)
+    indices = ops.argsort(-x)[..., :k]  # stable: equal values keep index order
+    return ops.take_along_axis(x, indices, axis=-1), indices
+
+
 def top_candidates(ranking, k):
     """The `k` best of each sentence's `K * V` candidates, in two stages.
 
@@ -126,8 +143,8 @@ def top_candidates(ranking, k):
     """
     batch, beam, vocab = ops.shape(ranking)
     per_slot = min(k, ranking.shape[-1])
-    values, tokens = ops.top_k(ranking, per_slot)  # (B, K, per_slot)
-    _, best = ops.top_k(ops.reshape(values, (batch, beam * per_slot)), k)  # (B, k)
+    values, tokens = top_k(ranking, per_slot)  # (B, K, per_slot)
+    _, best = top_k(ops.reshape(values, (batch, beam * per_slot)), k)  # (B, k)
     best = ops.cast(best, "int32")
     tokens = ops.take_along_axis(
         ops.reshape(ops.cast(tokens, "int32"), (batch, beam * per_slot)), best, axis=1

@@ -27,6 +27,7 @@ from keras_rnn.decoding.ops import length_penalty
 from keras_rnn.decoding.ops import restrict_log_probs
 from keras_rnn.decoding.ops import tile_batch
 from keras_rnn.decoding.ops import top_candidates
+from keras_rnn.decoding.ops import top_k
 
 
 class DecodeResult(NamedTuple):
@@ -384,7 +385,7 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
 
     scores = hypothesis_scores(final.log_probs, final.lengths, final.coverage,
                                source_mask, alpha, beta)
-    best_scores, order = ops.top_k(scores, n_best)  # (B, n_best)
+    best_scores, order = top_k(scores, n_best)  # (B, n_best)
     order = ops.cast(order, "int32")
 
     def pick(x):
