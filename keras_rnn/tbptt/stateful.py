@@ -96,7 +96,9 @@ class StatefulRNN(keras.layers.Wrapper):
         ]
 
     def call(self, inputs, mask=None, training=None):
-        initial_state = [ops.stop_gradient(s.value) for s in self.states]
+        # A copy: PyTorch's `assign` below writes into the variable's tensor
+        # in place, which the backward pass still needs (autograd refuses).
+        initial_state = [ops.copy(ops.stop_gradient(s.value)) for s in self.states]
         result = self.layer(
             inputs, initial_state=initial_state, mask=mask, training=training
         )
