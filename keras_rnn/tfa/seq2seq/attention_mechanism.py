@@ -8,6 +8,8 @@ being passed to every step. The wrapper that uses them is in
 `attention_wrapper.py`. Tests: `tests/keras_rnn/tfa/test_seq2seq.py`.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -49,6 +51,24 @@ def _to_compute_dtype(layer, x):
     if "float" in str(x.dtype):
         x = ops.cast(x, layer.compute_dtype)
     return x
+
+
+def _keys_context(memory):
+    """Where a mechanism computes the keys of `memory` (`setup_memory`).
+
+    TensorFlow and JAX take a memory set outside the training step (`memory=`
+    at construction, then `fit`) as a constant, keys included: the memory
+    kernel gets no gradient from it. PyTorch records every operation, so its
+    keys would hold a graph that the first training step's backward pass
+    frees and the second fails on. There the keys of a memory that carries no
+    gradient (data, not a model's output) are computed unrecorded; a memory
+    set inside a model's call (TF Addons' NMT pattern) is recorded as before.
+    """
+    if keras.backend.backend() == "torch" and not memory.requires_grad:
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
 
 
 class _TFAMechanism:
@@ -93,7 +113,8 @@ class _TFAMechanism:
             # TF Addons zeroes the padded memory before the keys.
             memory = memory * ops.cast(memory_mask[..., None], memory.dtype)
         self._ensure_memory(memory.shape[-1])
-        with autocast(self):  # the keys in the compute dtype, like the query
+        # The keys in the compute dtype, like the query.
+        with autocast(self), _keys_context(memory):
             self.memory = self.prepare(memory, memory_mask)
 
     @property
