@@ -1,7 +1,9 @@
 """Shared test helpers: weight access by name and backend-agnostic gradients.
 
-The suite runs once per backend: `KERAS_BACKEND=tensorflow pytest tests` and
-`KERAS_BACKEND=jax pytest tests` (`make test` does both).
+The suite runs once per backend: `KERAS_BACKEND=tensorflow pytest tests`,
+`KERAS_BACKEND=jax pytest tests` and, without the serving tests,
+`KERAS_BACKEND=torch pytest tests/keras_rnn tests/training tests/cli`
+(`make test` runs all three).
 """
 
 import os
@@ -65,6 +67,13 @@ def gradients(layer, inputs, probe, training=False):
             return (out * probe).sum()
 
         grads = jax.grad(loss_fn)([v.value for v in variables])
+    elif BACKEND == "torch":
+        import torch
+
+        out = layer(inputs, training=training)
+        loss = keras.ops.sum(out * keras.ops.convert_to_tensor(probe, out.dtype))
+        grads = [g.detach().cpu()
+                 for g in torch.autograd.grad(loss, [v.value for v in variables])]
     else:
         raise NotImplementedError(BACKEND)
     return {

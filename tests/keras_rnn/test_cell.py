@@ -1,6 +1,7 @@
 """Dropout and zoneout semantics, masking, stateful use, wrappers."""
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
@@ -8,6 +9,10 @@ import keras_rnn
 from tests import reference
 from tests.conftest import BACKEND
 from tests.conftest import randomize_weights
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
 
 
 def probe_layer(units, **kwargs):
@@ -26,7 +31,7 @@ def test_input_dropout_mask_is_time_locked_and_differs_between_sequences():
     cell.recurrent_kernel.assign(np.zeros((units, units), "float32"))
     x = np.ones((batch, time, units), "float32")
 
-    out = np.asarray(layer(x, training=True))
+    out = _np(layer(x, training=True))
     # One mask per sequence: identical at every time step ...
     np.testing.assert_array_equal(out, np.repeat(out[:, :1], time, axis=1))
     # ... with values {0, 1 / (1 - rate)} ...
@@ -35,10 +40,10 @@ def test_input_dropout_mask_is_time_locked_and_differs_between_sequences():
     # ... different for each sequence of the batch ...
     assert len({row.tobytes() for row in out[:, 0]}) == batch
     # ... and drawn afresh by the next call.
-    again = np.asarray(layer(x, training=True))
+    again = _np(layer(x, training=True))
     assert not np.array_equal(out, again)
     # No dropout at inference.
-    np.testing.assert_array_equal(layer(x, training=False), x)
+    np.testing.assert_array_equal(_np(layer(x, training=False)), x)
 
 
 def test_recurrent_dropout_mask_is_time_locked():
@@ -49,7 +54,7 @@ def test_recurrent_dropout_mask_is_time_locked():
     cell.recurrent_kernel.assign(np.eye(units, dtype="float32"))
     # h_t = x_t + m * h_{t-1}, so with x = 1: h_1 = 1, h_t = 1 + m * h_{t-1}.
     x = np.ones((batch, time, units), "float32")
-    out = np.asarray(layer(x, training=True))
+    out = _np(layer(x, training=True))
     mask = out[:, 1] - 1.0
     assert set(np.unique(mask)) == {0.0, 2.0}
     for t in range(1, time):
@@ -57,7 +62,7 @@ def test_recurrent_dropout_mask_is_time_locked():
     assert len({row.tobytes() for row in mask}) == batch
     # At inference: h_t = t.
     expected = np.broadcast_to(np.arange(1, time + 1)[None, :, None], out.shape)
-    np.testing.assert_allclose(layer(x), expected)
+    np.testing.assert_allclose(_np(layer(x)), expected)
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "cell"])
@@ -92,7 +97,7 @@ def test_zoneout_draws_fresh_masks_per_step_and_uses_expectation_at_inference():
     cell.recurrent_kernel.assign(np.zeros((units, units), "float32"))
     x = np.broadcast_to(np.arange(1, time + 1, dtype="float32")[None, :, None],
                         (batch, time, 1))
-    out = np.asarray(layer(x, training=True))
+    out = _np(layer(x, training=True))
     previous = np.concatenate([np.zeros_like(out[:, :1]), out[:, :-1]], axis=1)
     kept = out == previous
     updated = out == x  # the candidate value t + 1
@@ -105,7 +110,7 @@ def test_zoneout_draws_fresh_masks_per_step_and_uses_expectation_at_inference():
     for t in range(time):
         h = rate * h + (1 - rate) * x[:, t]
         expected.append(h)
-    np.testing.assert_allclose(layer(x), np.stack(expected, 1), rtol=1e-6)
+    np.testing.assert_allclose(_np(layer(x)), np.stack(expected, 1), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -127,11 +132,11 @@ def test_masked_steps_leave_state_unchanged(layer_cls, kwargs):
     for row, length in enumerate(lengths):
         alone, *alone_states = layer(x[row:row + 1, :length])
         for state, alone_state in zip(states, alone_states):
-            np.testing.assert_allclose(state[row], alone_state[0], atol=1e-5)
+            np.testing.assert_allclose(_np(state[row]), _np(alone_state[0]), atol=1e-5)
         # Output at masked steps repeats the last real output.
-        last = np.asarray(outputs[row, length - 1])
+        last = _np(outputs[row, length - 1])
         for t in range(length, 6):
-            np.testing.assert_allclose(outputs[row, t], last, atol=1e-5)
+            np.testing.assert_allclose(_np(outputs[row, t]), last, atol=1e-5)
 
 
 def test_embedding_mask_zero_propagates_into_layer():
@@ -140,7 +145,7 @@ def test_embedding_mask_zero_propagates_into_layer():
     layer = keras_rnn.GRU(6, layer_norm=True)
     padded = layer(embed(tokens))
     trimmed = layer(embed(tokens[:1, :3]))
-    np.testing.assert_allclose(padded[0], trimmed[0], atol=1e-5)
+    np.testing.assert_allclose(_np(padded[0]), _np(trimmed[0]), atol=1e-5)
 
 
 def test_stateful_carries_state_between_calls():
@@ -151,20 +156,20 @@ def test_stateful_carries_state_between_calls():
     whole.build((2, 8, 3))
     halves.build((2, 4, 3))
     halves.set_weights(whole.get_weights())
-    expected = np.asarray(whole(x))
-    first = np.asarray(halves(x[:, :4]))
-    second = np.asarray(halves(x[:, 4:]))
+    expected = _np(whole(x))
+    first = _np(halves(x[:, :4]))
+    second = _np(halves(x[:, 4:]))
     np.testing.assert_allclose(np.concatenate([first, second], 1), expected,
                                atol=1e-5)
     halves.reset_state()
-    np.testing.assert_allclose(halves(x[:, :4]), first, atol=1e-5)
+    np.testing.assert_allclose(_np(halves(x[:, :4])), first, atol=1e-5)
 
 
 def test_bidirectional_is_forward_and_reversed_backward_concatenated():
     x = np.random.default_rng(2).normal(size=(2, 5, 3)).astype("float32")
     bi = keras.layers.Bidirectional(
         keras_rnn.LSTM(4, layer_norm=True, return_sequences=True))
-    out = np.asarray(bi(x))
+    out = _np(bi(x))
     assert out.shape == (2, 5, 8)
     forward = keras_rnn.LSTM(4, layer_norm=True, return_sequences=True)
     backward = keras_rnn.LSTM(4, layer_norm=True, return_sequences=True)
@@ -172,8 +177,8 @@ def test_bidirectional_is_forward_and_reversed_backward_concatenated():
     backward.build(x.shape)
     forward.set_weights(bi.forward_layer.get_weights())
     backward.set_weights(bi.backward_layer.get_weights())
-    np.testing.assert_allclose(out[..., :4], forward(x), atol=1e-5)
-    np.testing.assert_allclose(out[..., 4:], backward(x[:, ::-1])[:, ::-1],
+    np.testing.assert_allclose(out[..., :4], _np(forward(x)), atol=1e-5)
+    np.testing.assert_allclose(out[..., 4:], _np(backward(x[:, ::-1]))[:, ::-1],
                                atol=1e-5)
 
 
@@ -186,7 +191,7 @@ def test_stacked_cells_equal_two_chained_layers():
         ]),
         return_sequences=True,
     )
-    out = np.asarray(stacked(x))
+    out = _np(stacked(x))
     first = keras_rnn.GRU(4, layer_norm=True, return_sequences=True)
     second = keras_rnn.LSTM(6, peephole=True, return_sequences=True)
     first.build(x.shape)
@@ -194,7 +199,7 @@ def test_stacked_cells_equal_two_chained_layers():
     n_first = len(first.weights)
     first.set_weights(stacked.get_weights()[:n_first])
     second.set_weights(stacked.get_weights()[n_first:])
-    np.testing.assert_allclose(out, second(first(x)), atol=1e-5)
+    np.testing.assert_allclose(out, _np(second(first(x))), atol=1e-5)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow",
@@ -228,10 +233,36 @@ def test_fused_layer_compiles_with_jax_jit():
     np.testing.assert_allclose(run(trainable, x), eager, atol=1e-5)
 
 
+def test_cudnn_true_where_keras_has_no_kernel_is_a_clear_error():
+    # Keras's kernels compute no layer norm, on any backend or device.
+    layer = keras_rnn.LSTM(4, layer_norm=True, use_cudnn=True)
+    with pytest.raises(ValueError, match="use_cudnn=True"):
+        layer(np.zeros((2, 3, 2), "float32"))
+
+
+@pytest.mark.skipif(BACKEND == "torch",
+                    reason="Keras's torch LSTM kernel also runs without a GPU")
 def test_cudnn_true_without_a_gpu_is_a_clear_error():
     layer = keras_rnn.LSTM(4, use_cudnn=True)
     with pytest.raises(ValueError, match="use_cudnn=True"):
         layer(np.zeros((2, 3, 2), "float32"))
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="Keras's torch kernels")
+@pytest.mark.parametrize("layer_cls", [keras_rnn.LSTM, keras_rnn.GRU])
+def test_cudnn_true_on_torch_takes_keras_kernel_on_any_device(layer_cls):
+    # Keras's torch `lstm` / `gru` run cuDNN on a GPU and a hoisted torch
+    # loop elsewhere, for `keras.layers.LSTM(use_cudnn=True)` too.
+    x = np.random.default_rng(6).normal(size=(2, 5, 3)).astype("float32")
+    for go_backwards in (False, True):
+        options = dict(return_sequences=True, return_state=True, go_backwards=go_backwards)
+        kernel = layer_cls(4, use_cudnn=True, **options)
+        loop = layer_cls(4, use_cudnn=False, **options)
+        kernel.build(x.shape)
+        loop.build(x.shape)
+        loop.set_weights(kernel.get_weights())
+        for a, b in zip(kernel(x), loop(x)):  # outputs, then the final states
+            np.testing.assert_allclose(_np(a), _np(b), atol=1e-6)
 
 
 def test_layer_exposes_cell_arguments():
@@ -249,5 +280,5 @@ def test_reference_itself_matches_keras_lstm():
     keras_layer.build(x.shape)
     weights = randomize_weights(keras_layer)
     expected, _ = reference.lstm(x, weights)
-    np.testing.assert_allclose(keras_layer(x.astype("float32")), expected,
+    np.testing.assert_allclose(_np(keras_layer(x.astype("float32"))), expected,
                                atol=1e-5)

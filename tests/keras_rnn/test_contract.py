@@ -6,11 +6,17 @@ import json
 import os
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
 import keras_rnn
 from examples.adding_problem import adding_problem
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
 
 TIME, FEATURES, UNITS = 5, 3, 4
 
@@ -66,7 +72,7 @@ def test_config_and_keras_file_round_trip(name, tmp_path):
     layer = model.layers[1]
     assert len(layer.weights) == n_weights
     x = sample()
-    expected = np.asarray(model(x))
+    expected = _np(model(x))
 
     # get_config -> from_config gives the same config.
     clone = layer.__class__.from_config(layer.get_config())
@@ -75,7 +81,7 @@ def test_config_and_keras_file_round_trip(name, tmp_path):
     path = os.path.join(tmp_path, f"{name}.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded(x), expected, atol=1e-6)
+    np.testing.assert_allclose(_np(loaded(x)), expected, atol=1e-6)
     # (JSON turns the tuples of Keras's `build_config` into lists.)
     assert as_json(loaded.layers[1].get_config()) == as_json(layer.get_config())
     assert type(loaded.layers[1]) is type(layer)
@@ -109,7 +115,7 @@ def test_mixed_float16(layer_cls, kwargs):
     x = sample(3, batch=8)
     keras.utils.set_random_seed(1)
     reference = layer_cls(UNITS, return_sequences=True, **kwargs)
-    expected = np.asarray(reference(x))
+    expected = _np(reference(x))
 
     keras.config.set_dtype_policy("mixed_float16")
     layer = layer_cls(UNITS, return_sequences=True, **kwargs)
@@ -121,7 +127,7 @@ def test_mixed_float16(layer_cls, kwargs):
     assert all(w.dtype == "float32" for w in layer.weights)
     got = layer(x)
     assert keras.backend.standardize_dtype(got.dtype) == "float16"
-    np.testing.assert_allclose(np.asarray(got, "float32"), expected,
+    np.testing.assert_allclose(_np(got).astype("float32"), expected,
                                atol=2e-2)
     model.compile(optimizer="adam", loss="mse")  # loss-scaled under the policy
     y = np.zeros((8, TIME, 1), "float32")
@@ -196,7 +202,7 @@ def test_migration_peephole_cell_equals_general_cell_with_same_weights():
     tfa_style.build(x.shape)
     general.build(x.shape)
     general.set_weights(tfa_style.get_weights())
-    np.testing.assert_allclose(tfa_style(x), general(x), atol=1e-7)
+    np.testing.assert_allclose(_np(tfa_style(x)), _np(general(x)), atol=1e-7)
 
 
 def test_demo_task_targets_are_the_sum_of_the_two_marked_values():

@@ -7,10 +7,16 @@ Keras config loads; the same weights give the same outputs; and
 import inspect
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
 import keras_rnn
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
 
 BATCH, TIME, FEATURES, UNITS = 2, 5, 3, 4
 
@@ -109,7 +115,7 @@ def test_same_weights_same_outputs_as_keras(ours, options):
         expected = keras.tree.flatten(twin(x, mask=call_mask))
         assert len(got) == len(expected)
         for a, b in zip(got, expected):
-            np.testing.assert_allclose(a, b, atol=1e-5)
+            np.testing.assert_allclose(_np(a), _np(b), atol=1e-5)
 
 
 @pytest.mark.parametrize("options", [
@@ -124,7 +130,7 @@ def test_layer_specific_options_match_keras(options):
     twin = keras_twin(layer, return_sequences=True, **options)
     x = np.random.default_rng(3).normal(
         size=(BATCH, TIME, FEATURES)).astype("float32")
-    np.testing.assert_allclose(layer(x), twin(x), atol=1e-5)
+    np.testing.assert_allclose(_np(layer(x)), _np(twin(x)), atol=1e-5)
 
 
 @pytest.mark.parametrize("ours", [keras_rnn.LSTMCell, keras_rnn.GRUCell,
@@ -138,7 +144,7 @@ def test_cells_in_keras_rnn_match_keras_cells(ours):
     twin.set_weights(layer.get_weights())
     x = np.random.default_rng(5).normal(
         size=(BATCH, TIME, FEATURES)).astype("float32")
-    np.testing.assert_allclose(layer(x), twin(x), atol=1e-5)
+    np.testing.assert_allclose(_np(layer(x)), _np(twin(x)), atol=1e-5)
 
 
 # -- keras.layers.Bidirectional's fused path -------------------------------
@@ -208,4 +214,4 @@ def test_bidirectional_outputs_equal_keras_bidirectional(ours):
     twin.set_weights(bi.get_weights())
     x = np.random.default_rng(8).normal(
         size=(BATCH, TIME, FEATURES)).astype("float32")
-    np.testing.assert_allclose(bi(x), twin(x), atol=1e-5)
+    np.testing.assert_allclose(_np(bi(x)), _np(twin(x)), atol=1e-5)

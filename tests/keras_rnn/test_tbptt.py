@@ -3,6 +3,7 @@
 import collections
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
@@ -14,6 +15,11 @@ from keras_rnn import chunked_forward
 from tests.conftest import BACKEND
 from tests.conftest import gradients
 from tests.conftest import randomize_weights
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
 
 K = 4  # chunk length throughout
 
@@ -78,7 +84,7 @@ def test_no_gradient_crosses_a_chunk_boundary():
 def test_truncated_weight_gradient_is_chunk_two_from_a_constant_state():
     batch, time, features, units = 2, 2 * K, 3, 5
     probe = lstm_probe(batch, time, features, units, True)
-    rnn, x = probe.rnn, np.asarray(probe.x.value)
+    rnn, x = probe.rnn, _np(probe.x.value)
     probe_weights = np.zeros((batch, time, units), "float32")
     probe_weights[:, K:] = np.random.default_rng(2).normal(
         size=(batch, K, units))
@@ -87,7 +93,7 @@ def test_truncated_weight_gradient_is_chunk_two_from_a_constant_state():
 
     # The state after chunk 1, as plain numbers, then chunk 2 alone from it.
     _, *state = rnn(x[:, :K])
-    state = [np.asarray(s) for s in state]
+    state = [_np(s) for s in state]
     alone = InputProbe(rnn, (batch, K, features), initial_state=state)
     alone.x.assign(x[:, K:])
     reference = gradients(alone, dummy, probe_weights[:, K:])
@@ -109,16 +115,16 @@ def test_chunked_forward_equals_one_call_and_reset_does_not(layer_cls):
 
     full, *full_state = rnn(x)
     outputs, state = chunked_forward(rnn, x, K)
-    np.testing.assert_allclose(outputs, full, atol=1e-5)
+    np.testing.assert_allclose(_np(outputs), _np(full), atol=1e-5)
     for got, want in zip(state, full_state):
-        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(_np(got), _np(want), atol=1e-5)
 
     # Starting every chunk from zeros instead: the same first chunk only.
     reset = np.concatenate(
-        [np.asarray(rnn(x[:, s:s + K])[0]) for s in range(0, time, K)], axis=1)
-    np.testing.assert_allclose(reset[:, :K], np.asarray(full)[:, :K],
+        [_np(rnn(x[:, s:s + K])[0]) for s in range(0, time, K)], axis=1)
+    np.testing.assert_allclose(reset[:, :K], _np(full)[:, :K],
                                atol=1e-5)
-    assert np.abs(reset[:, K:] - np.asarray(full)[:, K:]).max() > 1e-2
+    assert np.abs(reset[:, K:] - _np(full)[:, K:]).max() > 1e-2
 
 
 def test_stateful_rnn_continues_across_calls_and_resets():
@@ -131,14 +137,14 @@ def test_stateful_rnn_continues_across_calls_and_resets():
     x = x.astype("float32")
     full, final_state = rnn(x)  # StatefulRNN switched on return_state
 
-    chunks = [np.asarray(layer(x[:, s:s + K])) for s in range(0, time, K)]
-    np.testing.assert_allclose(np.concatenate(chunks, axis=1), full, atol=1e-5)
-    np.testing.assert_allclose(layer.states[0].value, final_state, atol=1e-5)
+    chunks = [_np(layer(x[:, s:s + K])) for s in range(0, time, K)]
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), _np(full), atol=1e-5)
+    np.testing.assert_allclose(_np(layer.states[0].value), _np(final_state), atol=1e-5)
     assert layer.states[0] in layer.non_trainable_weights
 
     layer.reset_state()
-    np.testing.assert_array_equal(layer.states[0].value, 0.0)
-    np.testing.assert_allclose(layer(x[:, :K]), np.asarray(full)[:, :K],
+    np.testing.assert_array_equal(_np(layer.states[0].value), 0.0)
+    np.testing.assert_allclose(_np(layer(x[:, :K])), _np(full)[:, :K],
                                atol=1e-5)
 
 
@@ -151,9 +157,9 @@ def test_stateful_rnn_round_trips_through_a_keras_file(tmp_path):
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    np.testing.assert_allclose(_np(loaded(x)), _np(model(x)), atol=1e-6)
     # Both carried the state of that first call into the second.
-    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    np.testing.assert_allclose(_np(loaded(x)), _np(model(x)), atol=1e-6)
 
 
 # -- the TBPTTSequence / fit path -------------------------------------------

@@ -11,12 +11,18 @@ weights: same names, shapes and order.
 """
 
 import keras
+from keras import ops
 import numpy as np
 import pytest
 
 import keras_rnn
 from tests.conftest import BACKEND
 from tests.conftest import numeric_gradients
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
 
 BATCH, TIME, FEATURES, UNITS = 2, 4, 3, 5
 
@@ -164,9 +170,9 @@ def gradients(model, x, probes):
     variables = model.trainable_variables
 
     def loss_of(outputs, states):
-        total = keras.ops.sum(outputs * probes[0])
+        total = keras.ops.sum(keras.ops.multiply(outputs, probes[0]))
         for state, probe in zip(states, probes[1:]):
-            total = total + keras.ops.sum(state * probe)
+            total = total + keras.ops.sum(keras.ops.multiply(state, probe))
         return total
 
     if BACKEND == "tensorflow":
@@ -175,7 +181,7 @@ def gradients(model, x, probes):
         with tf.GradientTape() as tape:
             loss = loss_of(*model(x))
         grads = tape.gradient(loss, variables)
-    else:
+    elif BACKEND == "jax":
         import jax
 
         fixed = [v.value for v in model.non_trainable_variables]
@@ -185,7 +191,12 @@ def gradients(model, x, probes):
             return loss_of(outputs, states)
 
         grads = jax.grad(loss_fn)([v.value for v in variables])
-    return {key_of(v): np.asarray(g, "float64") for v, g in zip(variables, grads)}
+    else:
+        import torch
+
+        loss = loss_of(*model(x))
+        grads = torch.autograd.grad(loss, [v.value for v in variables])
+    return {key_of(v): _np(g).astype("float64") for v, g in zip(variables, grads)}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -202,9 +213,9 @@ def test_outputs_states_and_gradients_equal_tf_addons_equations(case):
     model, weights, x, run_reference = setup(case)
     expected, expected_states = run_reference(weights)
     outputs, states = model(x.astype("float32"))
-    np.testing.assert_allclose(outputs, expected, atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(_np(outputs), expected, atol=2e-5, rtol=1e-5)
     for got, want in zip(states, expected_states):
-        np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
+        np.testing.assert_allclose(_np(got), want, atol=2e-5, rtol=1e-5)
 
     rng = np.random.default_rng(3)
     probes = [rng.normal(size=expected.shape)] + [
@@ -234,7 +245,7 @@ def test_layer_norm_lstm_carries_the_normalized_cell_state():
     tfa.build(x.shape)
     ba.build(x.shape)
     ba.set_weights(tfa.get_weights())
-    a, b = np.asarray(tfa(x)), np.asarray(ba(x))
+    a, b = _np(tfa(x)), _np(ba(x))
     np.testing.assert_allclose(a[:, 0], b[:, 0], atol=1e-6)
     assert np.abs(a[:, 1:] - b[:, 1:]).max() > 1e-3
 

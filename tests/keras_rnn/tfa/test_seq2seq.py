@@ -387,7 +387,9 @@ def test_beam_search_decoder_equals_the_core_beam_search_and_compiles(attention)
                                rtol=1e-6)
     assert predicted.shape[:2] == (B, K)
 
-    # Compiled: the same ids and scores.
+    # Compiled: the same ids and scores (keras_rnn compiles nothing on torch).
+    if BACKEND == "torch":
+        return
     if BACKEND == "jax":
         import jax
 
