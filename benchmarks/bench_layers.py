@@ -248,14 +248,19 @@ def _accelerators():
         import tensorflow as tf
 
         return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return []
 
 
 def environment():
     """The machine, backend, versions and command line, as a dict."""
     command = shlex.join(["python"] + sys.argv)
-    if "KERAS_BACKEND" in os.environ:
-        command = f"KERAS_BACKEND={os.environ['KERAS_BACKEND']} {command}"
+    for name in ("KERAS_BACKEND", "OMP_NUM_THREADS"):
+        if name in os.environ:
+            command = f"{name}={os.environ[name]} {command}"
     return {
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -269,6 +274,7 @@ def environment():
         "tensorflow": _version("tensorflow"),
         "jax": _version("jax"),
         "jaxlib": _version("jaxlib"),
+        "torch": _version("torch"),
         "keras_rnn": keras_rnn.__version__,
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -418,9 +424,13 @@ def main(argv=None):
     print(f"- backend: {env['backend']}")
     print(
         f"- versions: keras {env['keras']}, tensorflow {env['tensorflow']}, "
-        f"jax {env['jax']} (jaxlib {env['jaxlib']}), "
+        f"jax {env['jax']} (jaxlib {env['jaxlib']}), torch {env['torch']}, "
         f"keras_rnn {env['keras_rnn']}, python {env['python']}"
     )
+    if env["backend"] == "torch":
+        import torch
+
+        print(f"- torch intra-op threads: {torch.get_num_threads()}")
     print(f"- jit_compile requested: {args.jit_compile}")
     print(
         f"- repeats {args.repeats} (interleaved), steps/measurement "
