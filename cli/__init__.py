@@ -151,8 +151,11 @@ def _rerun_on_tensorflow(argv):
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     command = [sys.executable, "-m", "keras_rnn.cli"]
     if argv is None:
+        from keras_rnn._quiet import restore_stderr
+
         sys.stdout.flush()
         sys.stderr.flush()
+        restore_stderr()  # the new process reads its own stderr; this one's pipe ends here
         os.execve(sys.executable, [*command, *sys.argv[1:]], env)
     return subprocess.run([*command, *map(str, argv)], env=env).returncode
 
