@@ -44,7 +44,8 @@ def bounded(name, limit=MAX_NAME_CHARS):
     return f"{text[:limit]}...' ({len(name)} characters)"
 
 
-def _cut(message, limit=MAX_MESSAGE_CHARS):
+def cut(message, limit=MAX_MESSAGE_CHARS):
+    """`message` cut to `limit` characters."""
     return message if len(message) <= limit else message[:limit] + "... (cut)"
 
 
@@ -56,17 +57,17 @@ def status_of(error):
     import tensorflow as tf
 
     if isinstance(error, ServingError):
-        return error.code, _cut(str(error))
+        return error.code, cut(str(error))
     if isinstance(error, ModelNotFoundError):
-        return grpc.StatusCode.NOT_FOUND, _cut(str(error))
+        return grpc.StatusCode.NOT_FOUND, cut(str(error))
     if isinstance(error, ModelUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE, _cut(str(error))
+        return grpc.StatusCode.UNAVAILABLE, cut(str(error))
     if isinstance(error, batching.QueueFullError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, _cut(str(error))
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, cut(str(error))
     if isinstance(error, batching.DeadlineExceededError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED, _cut(str(error))
+        return grpc.StatusCode.DEADLINE_EXCEEDED, cut(str(error))
     if isinstance(error, batching.BatcherStoppedError):
-        return grpc.StatusCode.UNAVAILABLE, _cut(str(error))
+        return grpc.StatusCode.UNAVAILABLE, cut(str(error))
     if isinstance(error, tf.errors.OpError):
         # TensorFlow's error codes are gRPC's. Keep the assertion message,
         # not the graph dump that follows it.
@@ -78,5 +79,5 @@ def status_of(error):
         else:
             message = message.splitlines()[0] if message else type(error).__name__
         code = _STATUS_BY_NUMBER.get(error.error_code, grpc.StatusCode.INTERNAL)
-        return code, _cut(message)
-    return grpc.StatusCode.INTERNAL, _cut(f"internal error: {type(error).__name__}: {error}")
+        return code, cut(message)
+    return grpc.StatusCode.INTERNAL, cut(f"internal error: {type(error).__name__}: {error}")

@@ -189,12 +189,11 @@ class ModelManager:
             if not name:
                 if len(self.models) == 1:
                     return next(iter(self.models))
-                raise ModelNotFoundError(
+                raise ModelNotFoundError(  # the names are not told to clients
                     f"model_spec.name is empty and the server serves {len(self.models)} "
-                    f"models ({', '.join(sorted(self.models))}); name one")
+                    "models; name one")
             if name not in self.models:
-                raise ModelNotFoundError(f"model {bounded(name)} is not served "
-                                         f"(served: {', '.join(sorted(self.models))})")
+                raise ModelNotFoundError(f"model {bounded(name)} is not served")
             return name
 
     @contextlib.contextmanager
