@@ -431,7 +431,7 @@ def test_rest_unexpected_error_answers_json_and_logs_one_line(rest_server, monke
     def boom(data):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(rest, "_PredictBody", boom)
+    monkeypatch.setattr(rest, "PredictBody", boom)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
