@@ -250,6 +250,9 @@ class RestApi:
         case-insensitively; anything else under /v1/ is a malformed request
         (400); other paths are not its API (404)."""
         method, path = request.method, _request_path(request.environ)
+        if path == "/v2" or path.startswith(("/v2/", "/v2?")):  # KServe's v2 protocol
+            from keras_rnn.serving.kserve import answer_rest
+            return answer_rest(self, request, path)
         if not _API.fullmatch(path):
             return self._error("NOT_FOUND", f"no route {bounded(path)} (TensorFlow Serving's "
                                             "/v1/models/NAME[...] routes)")

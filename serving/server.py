@@ -7,7 +7,8 @@
 It speaks TensorFlow Serving's API, so stock clients work unchanged:
 `tensorflow.serving.PredictionService` (`Predict`, `GetModelMetadata`;
 `Classify`, `Regress`, `MultiInference` answer UNIMPLEMENTED) and
-`tensorflow.serving.ModelService` (`GetModelStatus`), plus keras-rnn's own
+`tensorflow.serving.ModelService` (`GetModelStatus`), KServe's Open
+Inference Protocol `inference.GRPCInferenceService` (`kserve.py`), plus keras-rnn's own
 typed `keras_rnn.serving.Translator` (`serving/protos/`), gRPC health
 checking (`grpc.health.v1.Health`) and server reflection (`grpcurl -plaintext
 127.0.0.1:8500 list`). Requests for one model version are merged into
@@ -43,7 +44,7 @@ from pathlib import Path
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from keras_rnn.serving import contract, translator_pb2_grpc
+from keras_rnn.serving import contract, kserve, translator_pb2_grpc
 from keras_rnn.serving import models as models_lib
 from keras_rnn.serving.config import (BatchingOptions, ServerConfig,  # noqa: F401
                                       config_from_args, configure)
@@ -57,7 +58,7 @@ from keras_rnn.serving.servicers import ModelServicer, PredictionServicer, Trans
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 TRANSLATOR_SERVICE = "keras_rnn.serving.Translator"
-SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE)
+SERVICES = (PREDICTION_SERVICE, MODEL_SERVICE, TRANSLATOR_SERVICE, kserve.INFERENCE_SERVICE)
 
 
 # ---------------------------------------------------------------- server
@@ -152,6 +153,7 @@ class Server:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, self._grpc)
         translator_pb2_grpc.add_TranslatorServicer_to_server(TranslatorServicer(self.runtime),
                                                              self._grpc)
+        kserve.add_to_server(self.runtime, prediction, self._grpc)
         self._health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in ("",) + SERVICES:

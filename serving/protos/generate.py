@@ -4,9 +4,11 @@
     python -m keras_rnn.serving.protos.generate --out DIR  # writes them to DIR instead
 
 `protoc` (from `grpcio-tools`) compiles `serving/protos/keras_rnn/serving/
-translator.proto` with the proto path `serving/protos`, so the file
-registers as `keras_rnn/serving/translator.proto` (package
-`keras_rnn.serving`, what server reflection shows). The generated modules
+translator.proto` and `grpc_predict_v2.proto` (the Open Inference Protocol's
+`inference.GRPCInferenceService`, `serving/kserve.py`) with the proto path
+`serving/protos`, so they register as `keras_rnn/serving/translator.proto`
+(package `keras_rnn.serving`, what server reflection shows) and
+`keras_rnn/serving/grpc_predict_v2.proto` (package `inference`). The generated modules
 are moved to `serving/`, which is the package `keras_rnn.serving`, so their
 one cross-import (`from keras_rnn.serving import translator_pb2`) works
 unchanged. `tests/serving/test_server.py` checks that
@@ -20,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 PROTO_ROOT = Path(__file__).resolve().parent
-PROTOS = ("keras_rnn/serving/translator.proto",)
+PROTOS = ("keras_rnn/serving/translator.proto", "keras_rnn/serving/grpc_predict_v2.proto")
 SERVING_DIR = PROTO_ROOT.parent
 GENERATED_PACKAGE = "keras_rnn.serving"
 
@@ -30,7 +32,8 @@ def generate(out_dir=SERVING_DIR):
 
     Args:
         out_dir: directory that receives `translator_pb2.py`,
-            `translator_pb2.pyi` and `translator_pb2_grpc.py`.
+            `translator_pb2.pyi`, `translator_pb2_grpc.py` and the same
+            three of `grpc_predict_v2`.
 
     Returns:
         The sorted list of written `Path`s.

@@ -20,8 +20,9 @@ def test_generated_code_is_current(tmp_path):
     from keras_rnn.serving.protos import generate
 
     written = generate.generate(tmp_path)
-    assert {p.name for p in written} == {"translator_pb2.py", "translator_pb2.pyi",
-                                         "translator_pb2_grpc.py"}
+    assert {p.name for p in written} == {
+        f"{proto}{suffix}" for proto in ("translator", "grpc_predict_v2")
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")}
     for path in written:
         committed = ROOT / "serving" / path.name
         assert committed.read_text() == path.read_text(), (
