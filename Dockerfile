@@ -71,6 +71,10 @@ print('TensorFlow', tf.__version__, float(tf.reduce_sum(tf.ones(3))))"
 
 FROM ${BASE_IMAGE} AS runtime
 COPY --from=builder /opt/venv /opt/venv
+# The Kubernetes init container that fills the model volume from an archive
+# URL (serving/k8s/): standard library only, run by path so that it imports
+# neither keras_rnn nor TensorFlow.
+COPY serving/container/fetch_models.py /opt/keras-rnn/fetch_models.py
 # A numeric non-root user (Kubernetes' runAsNonRoot checks the number).
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         serving \

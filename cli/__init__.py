@@ -25,7 +25,8 @@ import importlib
 import sys
 
 from keras_rnn.cli.extras import MissingExtra, require, require_options
-from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT, ExportConfig, ServerConfig
+from keras_rnn.serving.config import (DEFAULT_CLIENT_TIMEOUT, THREAD_ENVIRONMENT, ExportConfig,
+                                      ServerConfig, thread_count)
 
 # What `keras-rnn --help` opens with.
 SUMMARY = ("keras-rnn: train, evaluate, export and serve attention translators.\n"
@@ -330,6 +331,16 @@ def add_serve_arguments(parser):
     models.add_argument("--no-warmup", dest="warmup", action="store_false",
                         default=defaults.warmup,
                         help="do not replay assets.extra/tf_serving_warmup_requests")
+    import os
+
+    for field, what in (("tensorflow_intra_op_parallelism", "threads one TensorFlow op may use"),
+                        ("tensorflow_inter_op_parallelism", "TensorFlow ops run side by side")):
+        variable = THREAD_ENVIRONMENT[field]
+        models.add_argument(
+            "--" + field.replace("_", "-"), "--" + field, dest=field, type=thread_count,
+            default=os.environ.get(variable, "").strip() or getattr(defaults, field),
+            help=f"{what}; 0 = TensorFlow's default: every core it sees, in a container "
+                 f"the node's, not the CPU limit (default: ${variable}, else 0)")
     net = parser.add_argument_group("network")
     net.add_argument("--host", default=defaults.host,
                      help="address to listen on (default: %(default)s; 0.0.0.0 = all)")

@@ -88,6 +88,13 @@ class ServerConfig:
         tls_client_ca: PEM CA that client certificates must chain to
             (mutual TLS: clients without such a certificate are refused).
         warmup: replay each version's warm-up requests before serving it.
+        tensorflow_intra_op_parallelism: threads one TensorFlow op may use
+            (0: TensorFlow's default, every core it sees, which in a
+            container is the node's, not the CPU limit's). Flag default:
+            the `TF_NUM_INTRAOP_THREADS` environment variable (Kubernetes
+            sets it from `limits.cpu`, serving/k8s/).
+        tensorflow_inter_op_parallelism: ops TensorFlow runs side by side
+            (0: its default); flag default `TF_NUM_INTEROP_THREADS`.
         graph_optimizations: run TensorFlow's Grappler on each signature
             when it is first called. Off by default: on the exported
             translators it more than doubles the time to load and warm a
@@ -124,6 +131,8 @@ class ServerConfig:
     tls_key: str = None
     tls_client_ca: str = None
     warmup: bool = True
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
     graph_optimizations: bool = False
 
 
@@ -166,6 +175,32 @@ def config_from_args(args):
     flags = configure(ServerConfig, args)  # models, version_labels: the flags' lists
     return dataclasses.replace(flags, models=parse_models(flags.models),
                                version_labels=parse_version_labels(flags.version_labels))
+
+
+# TensorFlow's own environment variables for its thread pools (it reads them
+# too); `keras-rnn serve` takes its thread flags' defaults from them.
+THREAD_ENVIRONMENT = {"tensorflow_intra_op_parallelism": "TF_NUM_INTRAOP_THREADS",
+                      "tensorflow_inter_op_parallelism": "TF_NUM_INTEROP_THREADS"}
+
+
+def thread_count(text):
+    """A thread flag's value (or its environment variable's): a whole number
+    >= 0. A Kubernetes `resourceFieldRef` of `limits.cpu` with divisor 1
+    gives the CPU limit rounded up ("2" for 1500m).
+
+    Args:
+        text: the flag's or variable's text.
+
+    Returns:
+        The number of threads (0: TensorFlow's default).
+
+    Raises:
+        ValueError: not a whole number >= 0.
+    """
+    text = str(text).strip()
+    if not text.isdigit():
+        raise ValueError(f"{text!r}: expected a whole number of threads (0: default)")
+    return int(text)
 
 
 def parse_models(items):

@@ -19,7 +19,9 @@ set follow the directories:
 
 - A model folder under `base_dir` is served once it holds a complete
   version; a missing or empty `base_dir` is polled until one appears (no
-  model: `ready()` is False, requests get NOT_FOUND).
+  model: `ready()` is False, requests get NOT_FOUND saying that no model
+  is there, and one WARNING line, `base_dir_empty` or `base_dir_missing`,
+  says so once per poller, not every poll).
 - A new version is loaded and warmed up (`assets.extra/
   tf_serving_warmup_requests`) before it is published; the version it
   replaces stops taking new requests and is unloaded once its in-flight
@@ -183,9 +185,14 @@ class ModelManager:
         """The model name to use: `name`, or the only model if it is empty.
 
         Raises:
-            ModelNotFoundError: unknown name, or empty with several models.
+            ModelNotFoundError: unknown name, empty with several models, or
+                no model found in `base_dir` yet (the message says so).
         """
         with self._lock:
+            if not self.models and self.base_dir is not None:
+                raise ModelNotFoundError(
+                    f"model {bounded(name or '')} is not served: no model found in the model "
+                    "base directory yet (it needs NAME/VERSION/saved_model.pb)")
             if not name:
                 if len(self.models) == 1:
                     return next(iter(self.models))
@@ -252,6 +259,12 @@ class ModelManager:
                     self._status[folder.name] = {}
                 log.info("model found", extra={"fields": {
                     "event": "model_found", "model": folder.name, "path": str(folder)}})
+        if not self.models:
+            self._say_once(("base_dir_empty", str(self.base_dir)), logging.WARNING,
+                           "no model in the model base directory: nothing to serve until "
+                           "NAME/VERSION/saved_model.pb appears there (health NOT_SERVING)",
+                           path=str(self.base_dir),
+                           entries=[p.name for p in folders][:10])
 
     def poll(self):
         """Makes the served versions follow the directories (see the module
@@ -320,6 +333,7 @@ class ModelManager:
         servable = None
         try:
             servable = self._new_servable(name, version, path)
+            loaded = time.perf_counter()
             warmed = servable.warm_up() if self._warmup else 0
         except Exception as error:  # noqa: BLE001 - a bad version must not stop serving
             if servable is not None:
@@ -343,7 +357,8 @@ class ModelManager:
         log.info("version loaded", extra={"fields": {
             "event": "version_loaded", "model": name, "version": version, "path": str(path),
             "warmup_requests": warmed,
-            "load_ms": round(1000 * (time.perf_counter() - start), 1)}})
+            "load_ms": round(1000 * (time.perf_counter() - start), 1),
+            "warmup_ms": round(1000 * (time.perf_counter() - loaded), 1)}})
         return servable
 
     def _unload(self, servable, timeout=None, forget=False):

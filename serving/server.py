@@ -93,6 +93,8 @@ class Server:
         # Process-wide; before any signature runs.
         tf.config.optimizer.set_experimental_options(
             {"disable_meta_optimizer": not config.graph_optimizations})
+        self.threads = set_tensorflow_threads(tf, config.tensorflow_intra_op_parallelism,
+                                              config.tensorflow_inter_op_parallelism)
         # The base directory may be missing or empty: it is polled until a
         # model folder with a complete version appears (as TensorFlow Serving).
         models = {}
@@ -190,7 +192,7 @@ class Server:
             "event": "server_started", "address": f"{config.host}:{port}",
             "tls": bool(config.tls_cert), "mutual_tls": bool(config.tls_client_ca),
             "metrics_port": self.metrics_port, "rest_api_port": self.rest_api_port,
-            "models": self.manager.model_names()}})
+            "tensorflow_threads": self.threads, "models": self.manager.model_names()}})
         return port
 
     def _update_health(self):
@@ -280,6 +282,41 @@ class Server:
         self.metrics.close()
         self._grpc = None
         log.info("server stopped", extra={"fields": {"event": "server_stopped"}})
+
+
+def set_tensorflow_threads(tf, intra_op, inter_op):
+    """Sizes TensorFlow's thread pools (process-wide, before its first op).
+
+    TensorFlow sizes them by the cores it sees, which in a container are the
+    node's: a pod limited to 2 CPUs on a 64-core node ran 64-thread pools,
+    throttled by the CPU quota. A number already set (by an earlier `Server`
+    in this process, or TensorFlow's own `TF_NUM_INTRAOP_THREADS`) is kept
+    when it matches; one that cannot change any more (TensorFlow already
+    started) is logged and left.
+
+    Args:
+        tf: the `tensorflow` module.
+        intra_op: threads one op may use (0: leave TensorFlow's default).
+        inter_op: ops run side by side (0: leave TensorFlow's default).
+
+    Returns:
+        {"intra_op": n, "inter_op": n}: what TensorFlow is set to (0: its
+        default).
+    """
+    threading_api = tf.config.threading
+    pools = {"intra_op": (intra_op, threading_api.get_intra_op_parallelism_threads,
+                          threading_api.set_intra_op_parallelism_threads),
+             "inter_op": (inter_op, threading_api.get_inter_op_parallelism_threads,
+                          threading_api.set_inter_op_parallelism_threads)}
+    for pool, (wanted, get, set_) in pools.items():
+        if wanted and get() != wanted:
+            try:
+                set_(wanted)
+            except RuntimeError as error:  # TensorFlow already initialized
+                log.warning("threads not set", extra={"fields": {
+                    "event": "threads_not_set", "pool": pool, "wanted": wanted,
+                    "kept": get(), "error": str(error)}})
+    return {pool: get() for pool, (_, get, _) in pools.items()}
 
 
 # ---------------------------------------------------------------- CLI

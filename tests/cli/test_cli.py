@@ -56,7 +56,9 @@ def test_translate_in_process_with_options_after_the_run(trained_run, capsys):
     assert len(lines) == 2, lines
 
 
-def test_serve_flags_are_the_server_config_fields_with_its_defaults():
+def test_serve_flags_are_the_server_config_fields_with_its_defaults(monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
     args = cli.parse_args(["serve"])
     fields = {field.name for field in dataclasses.fields(ServerConfig)}
     assert fields <= set(vars(args)), fields - set(vars(args))
@@ -70,6 +72,22 @@ def test_serve_flags_are_the_server_config_fields_with_its_defaults():
         drain_seconds=1.0)
     with pytest.raises(ValueError, match="expected NAME=PATH"):
         config_from_args(cli.parse_args(["serve", "--model", "nameless"]))
+
+
+def test_serve_thread_flags_default_to_tensorflows_environment_variables(monkeypatch, capsys):
+    """Kubernetes sets TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS from the
+    pod's CPU limit (Downward API, serving/k8s/); a flag overrides them."""
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "2")
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", " 3 ")
+    config = config_from_args(cli.parse_args(["serve"]))
+    assert (config.tensorflow_intra_op_parallelism, config.tensorflow_inter_op_parallelism) == (2, 3)
+    config = config_from_args(cli.parse_args(
+        ["serve", "--tensorflow-intra-op-parallelism", "1", "--tensorflow_inter_op_parallelism=4"]))
+    assert (config.tensorflow_intra_op_parallelism, config.tensorflow_inter_op_parallelism) == (1, 4)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1500m")  # not rounded: refused
+    with pytest.raises(SystemExit):
+        cli.parse_args(["serve"])
+    assert "--tensorflow-intra-op-parallelism" in capsys.readouterr().err
 
 
 def test_export_flags_are_the_export_config_fields_with_its_defaults():

@@ -339,3 +339,32 @@ def test_release_memory_returns_freed_heap_to_the_system():
     after = rss_mib()
     libc.free(blocks[-1])
     assert before - after > 150, (before, after)
+
+
+def test_an_empty_base_directory_is_said_once_and_in_the_not_found_status(tmp_path):
+    """An empty model volume (Kubernetes: nothing copied in) is one WARNING
+    line, not silence and not one line every poll, and NOT_FOUND says no
+    model is there."""
+    from keras_rnn.serving.models import ModelManager, ModelNotFoundError
+
+    base = tmp_path / "models"
+    (base / "quick" / "1").mkdir(parents=True)  # no saved_model.pb: not a model yet
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("keras_rnn.serving")
+    logger.addHandler(handler)
+    try:
+        manager = ModelManager({}, base_dir=base, load=None)
+        for _ in range(3):
+            assert not manager.poll()
+    finally:
+        logger.removeHandler(handler)
+    [record] = [r for r in records if r.fields["event"] == "base_dir_empty"]
+    assert record.levelno == logging.WARNING
+    assert "no model in the model base directory" in record.getMessage()
+    assert record.fields["path"] == str(base) and record.fields["entries"] == ["quick"]
+    assert not manager.ready()
+    for name in ("quick", ""):
+        with pytest.raises(ModelNotFoundError, match="no model found in the model base"):
+            manager.status(name)
