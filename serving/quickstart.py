@@ -4,7 +4,7 @@
 
 1. Multi30k from `$MULTI30K_DIR`, else `../shared/data/multi30k` when it
    is there, else `keras-rnn download data/multi30k` (SHA-256 checked).
-2. `keras-rnn train training/configs/quick.yaml` (about 8 minutes on 2 CPU
+2. `keras-rnn train training/configs/quick.yaml` (about 7 minutes on 2 CPU
    cores; a finished run is reused, an interrupted one resumes).
 3. `keras-rnn export runs/quick models` when the trained model is newer than
    the newest exported version.
