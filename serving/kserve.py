@@ -13,7 +13,8 @@ speak it too) is served beside TensorFlow Serving's API, on the same ports:
 - gRPC: `inference.GRPCInferenceService` (`InferenceServicer`: ServerLive,
   ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer),
   compiled from `serving/protos/keras_rnn/serving/grpc_predict_v2.proto`.
-- REST (`answer_rest`, dispatched by `rest.RestApi` for paths under /v2):
+- REST (`kserve_rest.answer_rest`, dispatched by `rest.RestApi` for paths
+  under /v2):
   `GET /v2/health/live`, `GET /v2/health/ready` (200 true, 400 false, empty
   body), `GET /v2` (server metadata), `GET /v2/models/NAME[/versions/V]`
   (model metadata), `GET .../ready`, `POST .../infer`. Errors are
@@ -37,15 +38,13 @@ the TensorFlow Serving API's), and every call, REST or gRPC, goes through
 the server's interceptor (status codes, metrics, one log line).
 """
 
-import json
 import re
 import struct
-import urllib.parse
 
 import grpc
 import numpy as np
 
-from keras_rnn.serving import contract, errors, grpc_predict_v2_pb2_grpc
+from keras_rnn.serving import contract, grpc_predict_v2_pb2_grpc
 from keras_rnn.serving.errors import ServingError, bounded
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
@@ -65,13 +64,18 @@ CONTENTS = {"BOOL": ("bool_contents", "<?"), "UINT8": ("uint_contents", "<u1"),
             "INT64": ("int64_contents", "<i8"), "FP16": (None, "<f2"),
             "FP32": ("fp32_contents", "<f4"), "FP64": ("fp64_contents", "<f8"),
             "BYTES": ("bytes_contents", None)}
-_MAX_INT64 = 2 ** 63 - 1
+MAX_INT64 = 2 ** 63 - 1
 # The signature with the decoding options as inputs, where an export has it
 # (serving_default then has the sentences only).
 OPTIONS_SIGNATURE = "translate_with_options"
 
 
-def _pb2():
+def messages():
+    """The protocol's generated messages (the `grpc_predict_v2_pb2` module).
+
+    Returns:
+        The module.
+    """
     from keras_rnn.serving import grpc_predict_v2_pb2
 
     return grpc_predict_v2_pb2
@@ -80,20 +84,33 @@ def _pb2():
 def model_signature(servable):
     """The signature a v2 model is: `translate_with_options` where the
     version has it (the sentences and the optional decoding settings), else
-    `serving_default`."""
+    `serving_default`.
+
+    Args:
+        servable: the `Servable` of the version.
+
+    Returns:
+        The signature key.
+    """
     return (OPTIONS_SIGNATURE if OPTIONS_SIGNATURE in servable.signature_defs
             else contract.DEFAULT_SIGNATURE)
 
 
 def parse_version(text):
-    """A protocol version string -> an int, or None for "" (the newest served).
+    """A protocol version string -> an int.
+
+    Args:
+        text: the version of a request or route ("": the newest served).
+
+    Returns:
+        The version, or None for "".
 
     Raises:
         ServingError: INVALID_ARGUMENT when it is not a non-negative int64.
     """
     if not text:
         return None
-    if not re.fullmatch(r"[0-9]{1,19}", text, re.ASCII) or int(text) > _MAX_INT64:
+    if not re.fullmatch(r"[0-9]{1,19}", text, re.ASCII) or int(text) > MAX_INT64:
         raise ServingError(INVALID, f"model version must be an integer; got {bounded(text)}")
     return int(text)
 
@@ -101,6 +118,13 @@ def parse_version(text):
 def decode_bytes_raw(data, name):
     """Raw BYTES contents (each element a 4-byte little-endian length and
     its bytes) -> list of bytes.
+
+    Args:
+        data: the raw contents.
+        name: the tensor's name, for errors.
+
+    Returns:
+        The elements.
 
     Raises:
         ServingError: INVALID_ARGUMENT when a length runs past the end.
@@ -121,7 +145,14 @@ def decode_bytes_raw(data, name):
 
 
 def encode_bytes_raw(values):
-    """list of bytes -> raw BYTES contents (`decode_bytes_raw`'s inverse)."""
+    """Raw BYTES contents (`decode_bytes_raw`'s inverse).
+
+    Args:
+        values: the elements (bytes).
+
+    Returns:
+        Each element's 4-byte little-endian length and bytes, joined.
+    """
     return b"".join(struct.pack("<I", len(v)) + v for v in values)
 
 
@@ -209,7 +240,14 @@ def infer_inputs(request, signature_def):
 
 
 def _output_tensor(response, name, array, raw):
-    """Adds one output to a `ModelInferResponse` (raw or in contents)."""
+    """Adds one output to a `ModelInferResponse`.
+
+    Args:
+        response: the `ModelInferResponse`.
+        name: the output's name.
+        array: its NumPy value.
+        raw: append its bytes to `raw_output_contents` (else fill `contents`).
+    """
     datatype = "BYTES" if array.dtype == object else DATATYPES[
         {np.dtype(np.float32): 1, np.dtype(np.int32): 3, np.dtype(np.float64): 2,
          np.dtype(np.int64): 9, np.dtype(np.bool_): 10}[array.dtype]]
@@ -237,13 +275,22 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         self.prediction = prediction
 
     def ServerLive(self, request, context):  # noqa: N802 - gRPC method name
-        return _pb2().ServerLiveResponse(live=True)
+        """Returns: `ServerLiveResponse(live=True)` (it answers)."""
+        return messages().ServerLiveResponse(live=True)
 
     def ServerReady(self, request, context):  # noqa: N802
-        return _pb2().ServerReadyResponse(ready=self.runtime.models.ready())
+        """Returns: a `ServerReadyResponse`, ready when every model serves a version."""
+        return messages().ServerReadyResponse(ready=self.runtime.models.ready())
 
     def ModelReady(self, request, context):  # noqa: N802
-        """Ready when the model serves the version (the newest if none given).
+        """Whether a model serves a version.
+
+        Args:
+            request: a `ModelReadyRequest` (no version: any version).
+            context: the call's context.
+
+        Returns:
+            A `ModelReadyResponse`.
 
         Raises:
             ModelNotFoundError: an unknown model (NOT_FOUND).
@@ -255,12 +302,14 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         version, served = parse_version(request.version), \
             self.runtime.models.served_versions(name)
         ready = bool(served) if version is None else version in served
-        return _pb2().ModelReadyResponse(ready=ready)
+        return messages().ModelReadyResponse(ready=ready)
 
     def ServerMetadata(self, request, context):  # noqa: N802
+        """Returns: a `ServerMetadataResponse`: "keras-rnn", its version, no extensions."""
         import keras_rnn
 
-        return _pb2().ServerMetadataResponse(name=SERVER_NAME, version=keras_rnn.__version__)
+        return messages().ServerMetadataResponse(name=SERVER_NAME,
+                                                 version=keras_rnn.__version__)
 
     def ModelMetadata(self, request, context):  # noqa: N802
         """The model's served versions and its signature's (`model_signature`)
@@ -274,7 +323,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         models, info = self.runtime.models, call_fields()
         name = models.resolve_name(request.name)
         info["model"] = name
-        response = _pb2().ModelMetadataResponse(name=name, platform=PLATFORM)
+        response = messages().ModelMetadataResponse(name=name, platform=PLATFORM)
         with models.acquire(name, parse_version(request.version)) as servable:
             info["version"] = servable.version
             response.versions.extend(str(v) for v in models.served_versions(name))
@@ -290,6 +339,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     def ModelInfer(self, request, context):  # noqa: N802
+        """Returns: the `ModelInferResponse` of `infer`, with the call's deadline."""
         return self.infer(request, self.runtime.deadline(context))
 
     def infer(self, request, deadline):
@@ -327,7 +377,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         predict.output_filter.extend(wanted)
         result = self.prediction.predict(
             predict, deadline, read_inputs=lambda sig: infer_inputs(request, sig))
-        response = _pb2().ModelInferResponse(
+        response = messages().ModelInferResponse(
             model_name=result.model_spec.name, id=request.id,
             model_version=str(result.model_spec.version.value))
         for name in wanted or sorted(result.outputs):
@@ -336,205 +386,13 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
 
-# ---------------------------------------------------------------- REST
-
-_MODEL_ROUTE = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?")
-
-
-def _json_infer_request(body, name, version):
-    """An inference request's JSON object -> a `ModelInferRequest`
-    (required_api.md, "Inference Request JSON Object"): nested or flat
-    `data`; BYTES values are strings (UTF-8).
-
-    Raises:
-        ServingError: INVALID_ARGUMENT naming what is wrong.
-    """
-    pb2 = _pb2()
-    request = pb2.ModelInferRequest(model_name=name, model_version=version or "")
-
-    def fail(message):
-        raise ServingError(INVALID, message)
-
-    if not isinstance(body.get("id", ""), str):
-        fail("'id' must be a string")
-    request.id = body.get("id", "")
-    _json_parameters(body.get("parameters", {}), request.parameters, "the request")
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        fail("'inputs' must be a non-empty array of input tensors")
-    for item in inputs:
-        if not isinstance(item, dict):
-            fail("each input must be an object with name, shape, datatype and data")
-        name_, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
-        if not isinstance(name_, str) or not isinstance(datatype, str):
-            fail("each input needs a string 'name' and 'datatype'")
-        if datatype not in CONTENTS or CONTENTS[datatype][0] is None:
-            fail(f"input {bounded(name_)}: unknown datatype {bounded(datatype)} (JSON "
-                 f"datatypes: {', '.join(k for k, v in CONTENTS.items() if v[0])})")
-        if not isinstance(shape, list) or not all(
-                type(d) is int and 0 <= d <= _MAX_INT64 for d in shape):
-            fail(f"input {bounded(name_)}: 'shape' must be an array of non-negative integers")
-        parameters = item.get("parameters", {})
-        if isinstance(parameters, dict) and "binary_data_size" in parameters:
-            fail(f"input {bounded(name_)}: binary tensor data is not supported; send "
-                 "'data' in JSON")
-        tensor = request.inputs.add(name=name_, datatype=datatype, shape=shape)
-        _json_parameters(parameters, tensor.parameters, f"input {bounded(name_)}")
-        values = _flatten(item.get("data"), name_)
-        _check_json_values(values, datatype, name_)
-        if datatype == "BYTES":
-            values = [v.encode("utf-8", "surrogatepass") for v in values]
-        try:
-            getattr(tensor.contents, CONTENTS[datatype][0]).extend(values)
-        except (ValueError, TypeError) as error:
-            fail(f"input {bounded(name_)}: a value is out of {datatype}'s range ({error})")
-    outputs = body.get("outputs", [])
-    if not isinstance(outputs, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
-        fail("'outputs' must be an array of objects with a string 'name'")
-    for output in outputs:
-        if output.get("parameters", {}).get("binary_data"):
-            fail(f"output {bounded(output['name'])}: binary tensor data is not supported")
-        request.outputs.add(name=output["name"])
-    return request
-
-
-def _json_parameters(parameters, into, where):
-    """JSON `$parameters` (name -> string, number or boolean) -> InferParameters."""
-    if not isinstance(parameters, dict):
-        raise ServingError(INVALID, f"the parameters of {where} must be an object")
-    for key, value in parameters.items():
-        if isinstance(value, bool):
-            into[key].bool_param = value
-        elif type(value) is int and abs(value) <= _MAX_INT64:
-            into[key].int64_param = value
-        elif isinstance(value, str):
-            into[key].string_param = value
-        elif not isinstance(value, float):  # numbers the proto has no field for are dropped
-            raise ServingError(INVALID, f"parameter {bounded(key)} of {where} must be a "
-                                        "string, number or boolean")
-
-
-def _flatten(data, name):
-    """`data` (nested arrays, row-major) -> a flat list, without recursion."""
-    if not isinstance(data, list):
-        raise ServingError(INVALID, f"input {bounded(name)}: 'data' must be an array")
-    flat, stack = [], [iter(data)]
-    while stack:
-        for value in stack[-1]:
-            if isinstance(value, list):
-                stack.append(iter(value))
-                break
-            flat.append(value)
-        else:
-            stack.pop()
-    return flat
-
-
-def _check_json_values(values, datatype, name):
-    kinds = {"BYTES": (str,), "BOOL": (bool,)}
-    ok = kinds.get(datatype) or ((int, float) if datatype.startswith("FP") else (int,))
-    for value in values:
-        if not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok):
-            raise ServingError(INVALID, (
-                f"input {bounded(name)} has datatype {datatype}; a value is "
-                f"{errors.cut(json.dumps(value), 100)}"))
-
-
-def _json_infer_response(response):
-    """A `ModelInferResponse` -> its JSON object ("Inference Response JSON
-    Object"): flat `data`; BYTES values as strings."""
-    body = {"model_name": response.model_name, "model_version": response.model_version}
-    if response.id:
-        body["id"] = response.id
-    body["outputs"] = []
-    for output in response.outputs:
-        values = list(getattr(output.contents, CONTENTS[output.datatype][0]))
-        if output.datatype == "BYTES":
-            values = [v.decode("utf-8", "replace") for v in values]
-        body["outputs"].append({"name": output.name, "datatype": output.datatype,
-                                "shape": list(output.shape), "data": values})
-    return body
-
-
-def answer_rest(api, request, path):
-    """Answers one REST request under /v2 (required_api.md, "HTTP/REST").
+def add_to_server(runtime, prediction, server):
+    """Registers the protocol's gRPC service on a server.
 
     Args:
-        api: the `rest.RestApi` (its interceptor calls, body reading, errors).
-        request: the Werkzeug `Request`.
-        path: the raw path (not percent-decoded), with any query.
-
-    Returns:
-        The Werkzeug `Response`.
-
-    Raises:
-        ServingError (and the `RestApi` errors of a failed call), which
-        `RestApi` answers as `{"error": ...}` with the code's HTTP status.
+        runtime: the servicers' `Runtime`.
+        prediction: the `PredictionServicer` inference requests run on.
+        server: the `grpc.Server`.
     """
-    from werkzeug.wrappers import Response
-
-    pb2, servicer = _pb2(), InferenceServicer(api.runtime, api.prediction)
-    method, path = request.method, path.split("?", 1)[0]
-
-    def reply(body, status=200):
-        return Response(json.dumps(body) if body is not None else b"", status=status,
-                        mimetype="application/json" if body is not None else None)
-
-    def health(short, call, message, field):
-        answer = api._call(short, call, message)
-        return reply(None, 200 if getattr(answer, field) else 400)
-
-    routes = {"/v2/health/live": ("ServerLive", servicer.ServerLive, pb2.ServerLiveRequest()),
-              "/v2/health/ready": ("ServerReady", servicer.ServerReady,
-                                   pb2.ServerReadyRequest())}
-    match = _MODEL_ROUTE.fullmatch(path)
-    if path in routes or path in ("/v2", "/v2/") or (match and match.group(3) != "/infer"):
-        if method != "GET":
-            return api._error_with_status(405, f"{method} is not allowed on {bounded(path)}")
-    elif match and method != "POST":
-        return api._error_with_status(405, f"{method} is not allowed on {bounded(path)}")
-    if path in routes:
-        short, call, message = routes[path]
-        return health(short, call, message, "live" if short == "ServerLive" else "ready")
-    if path in ("/v2", "/v2/"):
-        answer = api._call("ServerMetadata", servicer.ServerMetadata,
-                           pb2.ServerMetadataRequest())
-        return reply({"name": answer.name, "version": answer.version,
-                      "extensions": list(answer.extensions)})
-    if not match:
-        return api._error("NOT_FOUND", f"no route {bounded(path)} (the Open Inference "
-                                       "Protocol's /v2/... routes)")
-    name, version, verb = match.groups()
-    name = urllib.parse.unquote(name, errors="replace")
-    version = urllib.parse.unquote(version, errors="replace") if version else ""
-    if verb == "/ready":
-        return health("ModelReady", servicer.ModelReady,
-                      pb2.ModelReadyRequest(name=name, version=version), "ready")
-    if verb is None:
-        answer = api._call("ModelMetadata", servicer.ModelMetadata,
-                           pb2.ModelMetadataRequest(name=name, version=version))
-        tensors = lambda items: [{"name": t.name, "datatype": t.datatype,  # noqa: E731
-                                  "shape": list(t.shape)} for t in items]
-        return reply({"name": answer.name, "versions": list(answer.versions),
-                      "platform": answer.platform, "inputs": tensors(answer.inputs),
-                      "outputs": tensors(answer.outputs)})
-    if request.headers.get("Inference-Header-Content-Length") is not None:
-        return api._error("INVALID_ARGUMENT", "binary tensor data (Inference-Header-"
-                                              "Content-Length) is not supported; send JSON")
-    from keras_rnn.serving.rest_json import parse_json_body
-
-    data = api._body(request)
-    try:
-        message = _json_infer_request(parse_json_body(data), name, version)
-    except ServingError as error:
-        return api._refuse("ModelInfer", pb2.ModelInferRequest(model_name=name), error)
-    answer = api._call("ModelInfer", lambda request_, context: servicer.infer(
-        request_, api.runtime.deadline(context)), message)
-    return reply(_json_infer_response(answer))
-
-
-def add_to_server(runtime, prediction, server):
-    """Registers `InferenceServicer(runtime, prediction)` on a `grpc.Server`."""
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(runtime, prediction), server)

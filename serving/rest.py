@@ -251,7 +251,7 @@ class RestApi:
         (400); other paths are not its API (404)."""
         method, path = request.method, _request_path(request.environ)
         if path == "/v2" or path.startswith(("/v2/", "/v2?")):  # KServe's v2 protocol
-            from keras_rnn.serving.kserve import answer_rest
+            from keras_rnn.serving.kserve_rest import answer_rest
             return answer_rest(self, request, path)
         if not _API.fullmatch(path):
             return self._error("NOT_FOUND", f"no route {bounded(path)} (TensorFlow Serving's "

@@ -1,4 +1,4 @@
-"""KServe's Open Inference Protocol (v2, `serving/kserve.py`) over a real
+"""KServe's Open Inference Protocol (v2, `serving/kserve.py`, `kserve_rest.py`) over a real
 loopback port: REST with http.client, gRPC with the stubs generated from
 `serving/protos/keras_rnn/serving/grpc_predict_v2.proto`. Inference answers
 the same translations as TensorFlow Serving's API for the same sentences;
