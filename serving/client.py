@@ -27,6 +27,7 @@ Library:
     with TranslatorClient("127.0.0.1:8500", timeout=10) as client:
         response = client.translate(["Ein Mann fährt Fahrrad."], n_best=2)
         outputs = client.predict(["Ein Mann fährt Fahrrad."])   # TF Serving API
+        outputs = client.predict(["Hallo."], beam_size=4, n_best=2)  # translate_with_options
 """
 
 import ipaddress
@@ -38,7 +39,7 @@ from pathlib import Path
 import grpc
 
 from keras_rnn.serving import translator_pb2, translator_pb2_grpc
-from keras_rnn.serving.contract import DEFAULT_SIGNATURE
+from keras_rnn.serving.contract import DEFAULT_SIGNATURE, OPTIONS_SIGNATURE
 from keras_rnn.serving.config import DEFAULT_CLIENT_TIMEOUT
 
 REJECTED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -239,7 +240,7 @@ class TranslatorClient:
         response.metadata["signature_def"].Unpack(signature_map)
         return dict(signature_map.signature_def)
 
-    def predict(self, sentences, model="", version=None, signature=DEFAULT_SIGNATURE,
+    def predict(self, sentences, model="", version=None, signature=None,
                 output_filter=(), timeout=None, **scalars):
         """Translates through TensorFlow Serving's PredictionService.Predict.
 
@@ -250,7 +251,10 @@ class TranslatorClient:
         Args:
             sentences: list of str or bytes.
             model, version: as in `translate`.
-            signature: signature key.
+            signature: signature key (None: `serving_default`, or
+                `translate_with_options` when `scalars` are set and
+                `serving_default` does not take them, as in exports since
+                `translate_with_options`).
             output_filter: output names to return (empty: all).
             timeout: deadline in seconds (default: the client's).
             **scalars: values of the signature's scalar inputs.
@@ -266,7 +270,13 @@ class TranslatorClient:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
-        signature_def = self.metadata(model, version, timeout).get(signature)
+        signature_defs = self.metadata(model, version, timeout)
+        if signature is None:
+            default = signature_defs.get(DEFAULT_SIGNATURE)
+            signature = (OPTIONS_SIGNATURE if default is not None and OPTIONS_SIGNATURE in
+                         signature_defs and not set(scalars) <= set(default.inputs)
+                         else DEFAULT_SIGNATURE)
+        signature_def = signature_defs.get(signature)
         if signature_def is None:
             raise ValueError(f"the model has no signature {signature!r}")
         string_inputs = [name for name, info in signature_def.inputs.items()

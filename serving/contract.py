@@ -7,14 +7,25 @@ the files under `assets.extra/`. This module imports nothing, so every side
 (export, server, client, tests) can share it.
 
     serving_default            inputs: inputs  string (batch,)
-                                       beam_size, max_length, n_best  int32 ()
                                outputs: translations string (batch, n_best)
                                         scores float32 (batch, n_best)
                                         lengths int32 (batch, n_best)
-    translate_with_alignments  the same, plus
+    translate_with_options     inputs: inputs  string (batch,)
+                                       beam_size, max_length, n_best  int32 ()
+                               outputs: as serving_default
+    translate_with_alignments  inputs: as translate_with_options
+                               outputs: as serving_default, plus
                                         alignments float32 (batch, n_best, T, S)
                                         source_pieces string (batch, S)
                                         target_pieces string (batch, n_best, T)
+
+`serving_default` has one input, so that stock TensorFlow Serving, which
+wants every input of a signature in each request, translates
+`{"instances": ["Hallo"]}`: its decoding settings are the export's
+(`beam_size`, `max_length` of keras_rnn.json, `n_best` 1). Exports made
+before `translate_with_options` existed have the four inputs of
+`translate_with_options` on `serving_default` (`LEGACY_DEFAULT_INPUTS`);
+they keep the contract.
 
 `check_signature_defs` says whether a SavedModel's SignatureDefs keep this
 contract; the model manager refuses a version that does not.
@@ -22,6 +33,7 @@ contract; the model manager refuses a version that does not.
 
 # Signature keys.
 DEFAULT_SIGNATURE = "serving_default"
+OPTIONS_SIGNATURE = "translate_with_options"
 ALIGNMENTS_SIGNATURE = "translate_with_alignments"
 
 # Input names.
@@ -44,12 +56,15 @@ DT_FLOAT, DT_INT32, DT_STRING = 1, 3, 7
 DTYPE_NAMES = {DT_FLOAT: "float32", DT_INT32: "int32", DT_STRING: "string"}
 
 # name -> (dtype, rank); the batch axis is 0 and of unknown size.
-INPUTS = {SENTENCES_INPUT: (DT_STRING, 1), BEAM_SIZE: (DT_INT32, 0),
-          MAX_LENGTH: (DT_INT32, 0), N_BEST: (DT_INT32, 0)}
+DEFAULT_INPUTS = {SENTENCES_INPUT: (DT_STRING, 1)}
+INPUTS = {**DEFAULT_INPUTS, BEAM_SIZE: (DT_INT32, 0), MAX_LENGTH: (DT_INT32, 0),
+          N_BEST: (DT_INT32, 0)}
+LEGACY_DEFAULT_INPUTS = INPUTS  # serving_default of exports before translate_with_options
 OUTPUTS = {TRANSLATIONS: (DT_STRING, 2), SCORES: (DT_FLOAT, 2), LENGTHS: (DT_INT32, 2)}
 ALIGNMENT_OUTPUTS = {**OUTPUTS, ALIGNMENTS: (DT_FLOAT, 4), SOURCE_PIECES: (DT_STRING, 2),
                      TARGET_PIECES: (DT_STRING, 3)}
-SIGNATURES = {DEFAULT_SIGNATURE: (INPUTS, OUTPUTS),
+SIGNATURES = {DEFAULT_SIGNATURE: (DEFAULT_INPUTS, OUTPUTS),
+              OPTIONS_SIGNATURE: (INPUTS, OUTPUTS),
               ALIGNMENTS_SIGNATURE: (INPUTS, ALIGNMENT_OUTPUTS)}
 REQUIRED_SIGNATURES = (DEFAULT_SIGNATURE,)
 
@@ -114,7 +129,9 @@ def check_signature_defs(signature_defs):
     for key, (inputs, outputs) in SIGNATURES.items():
         if key in signature_defs:
             signature = signature_defs[key]
-            problems += _check_tensors(f"signature {key!r}", "inputs", signature.inputs, inputs)
-            problems += _check_tensors(f"signature {key!r}", "outputs", signature.outputs,
-                                       outputs)
+            where = f"signature {key!r}"
+            if key == DEFAULT_SIGNATURE and set(signature.inputs) == set(LEGACY_DEFAULT_INPUTS):
+                inputs = LEGACY_DEFAULT_INPUTS  # an export from before translate_with_options
+            problems += _check_tensors(where, "inputs", signature.inputs, inputs)
+            problems += _check_tensors(where, "outputs", signature.outputs, outputs)
     return problems

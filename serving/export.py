@@ -20,15 +20,23 @@ into place, so a server polling `BASE_DIR/MODEL_NAME` never sees half of one.
 
 Signatures (method `tensorflow/serving/predict`):
 
-- `serving_default`: `inputs` (string `(batch,)`), and the optional scalar
-  int32 `beam_size`, `max_length` and `n_best`, whose defaults live in the
-  SignatureDef's `defaults` map; returns `translations` (string
-  `(batch, n_best)`), `scores` (float32, GNMT-normalised log-probabilities,
-  best first) and `lengths` (int32 target tokens including EOS).
-- `translate_with_alignments`: the same, plus `alignments`
-  (`(batch, n_best, T, S)` attention weights), `source_pieces`
-  (`(batch, S)`, the subwords and `</s>` the weights refer to) and
-  `target_pieces` (`(batch, n_best, T)`), padded with "".
+- `serving_default`: `inputs` (string `(batch,)`) only, so that stock
+  TensorFlow Serving, which wants every input of a signature in a request,
+  answers `{"instances": ["Hallo"]}`; decodes with the export's settings
+  (`beam_size`, `max_length`, `n_best` 1) and returns `translations`
+  (string `(batch, 1)`), `scores` (float32, GNMT-normalised
+  log-probabilities) and `lengths` (int32 target tokens including EOS).
+- `translate_with_options`: `inputs` and the scalar int32 `beam_size`,
+  `max_length` and `n_best` (the export's settings are the SignatureDef's
+  `defaults`; TensorFlow Serving wants all four); returns the same
+  outputs, `(batch, n_best)`, best first.
+- `translate_with_alignments`: the inputs of `translate_with_options`; its
+  outputs plus `alignments` (`(batch, n_best, T, S)` attention weights),
+  `source_pieces` (`(batch, S)`, the subwords and `</s>` the weights refer
+  to) and `target_pieces` (`(batch, n_best, T)`), padded with "".
+
+The warm-up requests name every input of their signature, as TensorFlow
+Serving replays them.
 
 The graph rejects bad input with `InvalidArgumentError` (TensorFlow Serving
 answers INVALID_ARGUMENT): an empty batch, invalid UTF-8, a sentence longer
@@ -57,6 +65,7 @@ from keras_rnn.serving.contract import (ALIGNMENTS, LENGTHS, SCORES, SOURCE_PIEC
                                         TARGET_PIECES, TRANSLATIONS)
 
 SIGNATURE_KEY = contract.DEFAULT_SIGNATURE
+OPTIONS_SIGNATURE_KEY = contract.OPTIONS_SIGNATURE
 ALIGNMENTS_SIGNATURE_KEY = contract.ALIGNMENTS_SIGNATURE
 WARMUP_SENTENCES = ("Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.")
 
@@ -113,10 +122,13 @@ class TranslatorModule:
     Args:
         model: a built `keras_rnn.Seq2Seq` (TensorFlow backend).
         source_tokenizer, target_tokenizer: `keras_rnn.training.tokenizer.Tokenizer`.
-        beam_size: the default `beam_size` input.
-        max_beam_size: the largest `beam_size` the graph accepts; the graph
-            holds one beam search per size (`tf.switch_case`).
-        max_length: the default `max_length` input (target tokens).
+        beam_size: the beam size of `serving_default`, the default
+            `beam_size` input of the other signatures.
+        max_beam_size: the largest `beam_size` the graph accepts; the
+            signatures with options hold one beam search per size
+            (`tf.switch_case`).
+        max_length: the `max_length` (target tokens) of `serving_default`,
+            the default `max_length` input of the other signatures.
         max_length_limit: the largest `max_length` the graph accepts.
         max_source_tokens: the longest source sentence accepted, in
             subwords (EOS excluded).
@@ -163,7 +175,12 @@ class TranslatorModule:
         )
         defaults = (tf.constant(beam_size), tf.constant(max_length), tf.constant(1))
 
-        def serve(inputs, beam_size=defaults[0], max_length=defaults[1], n_best=defaults[2]):
+        def serve(inputs):
+            return self.translate(inputs, beam_size, tf.constant(max_length), 1,
+                                  alignments=False)
+
+        def serve_with_options(inputs, beam_size=defaults[0], max_length=defaults[1],
+                               n_best=defaults[2]):
             return self.translate(inputs, beam_size, max_length, n_best, alignments=False)
 
         def serve_with_alignments(inputs, beam_size=defaults[0], max_length=defaults[1],
@@ -171,7 +188,8 @@ class TranslatorModule:
             return self.translate(inputs, beam_size, max_length, n_best, alignments=True)
 
         signature = list(specs.values())
-        module.serve = tf.function(serve, input_signature=signature)
+        module.serve = tf.function(serve, input_signature=signature[:1])
+        module.serve_with_options = tf.function(serve_with_options, input_signature=signature)
         module.serve_with_alignments = tf.function(serve_with_alignments,
                                                    input_signature=signature)
         self.module = module
@@ -182,9 +200,13 @@ class TranslatorModule:
         The `tf.function`s themselves, not their concrete functions: only
         then does TensorFlow write the Python defaults of `beam_size`,
         `max_length` and `n_best` into the SignatureDefs' `defaults`.
+
+        Returns:
+            dict of signature key -> `tf.function`.
         """
         return {
             SIGNATURE_KEY: self.module.serve,
+            OPTIONS_SIGNATURE_KEY: self.module.serve_with_options,
             ALIGNMENTS_SIGNATURE_KEY: self.module.serve_with_alignments,
         }
 
@@ -225,18 +247,32 @@ class TranslatorModule:
                 pad(result.lengths, 0), pad(result.alignments, 0.0))
 
     def translate(self, inputs, beam_size, max_length, n_best, alignments):
-        """The body of both signatures (traced by `tf.function`)."""
+        """The body of the signatures (traced by `tf.function`).
+
+        Args:
+            inputs: string `(batch,)` sentences.
+            beam_size: an int32 scalar tensor (one beam search per size
+                under `tf.switch_case`), or a Python int (that one search).
+            max_length, n_best: int32 scalar tensors (or Python ints).
+            alignments: also return the alignment outputs.
+
+        Returns:
+            dict of output name -> tensor.
+        """
         import tensorflow as tf
 
         checks = input_checks(inputs, beam_size, max_length, n_best,
                               self.max_beam_size, self.max_length_limit)
         with tf.control_dependencies(checks):
             source = self._source_ids(inputs)
-            branches = [
-                (lambda k=k: self._beam(source, k, max_length))
-                for k in range(1, self.max_beam_size + 1)
-            ]
-            ids, scores, lengths, weights = tf.switch_case(beam_size - 1, branches)
+            if isinstance(beam_size, int):  # serving_default: the export's beam only
+                ids, scores, lengths, weights = self._beam(source, beam_size, max_length)
+            else:
+                branches = [
+                    (lambda k=k: self._beam(source, k, max_length))
+                    for k in range(1, self.max_beam_size + 1)
+                ]
+                ids, scores, lengths, weights = tf.switch_case(beam_size - 1, branches)
         ids, scores, lengths = ids[:, :n_best], scores[:, :n_best], lengths[:, :n_best]
         batch, time = tf.shape(ids)[0], tf.shape(ids)[2]
         flat_ids = tf.reshape(ids, [-1, time])
@@ -264,18 +300,37 @@ class TranslatorModule:
         return tf.where(keep, pieces, tf.zeros_like(pieces))
 
 
-def warmup_requests(model_name, sentences=WARMUP_SENTENCES):
-    """TensorFlow Serving warm-up records (`PredictionLog`s), serialized."""
+def warmup_requests(model_name, options, sentences=WARMUP_SENTENCES):
+    """TensorFlow Serving warm-up records (`PredictionLog`s), serialized.
+
+    One request per signature, naming every input of it: TensorFlow Serving
+    replays them as they are, and fails to load a version whose warm-up
+    request lacks an input.
+
+    Args:
+        model_name: the model name of the requests.
+        options: {"beam_size": int, "max_length": int, "n_best": int}, the
+            scalar inputs of the signatures that have them (the export's
+            defaults).
+        sentences: the source sentences of each request.
+
+    Returns:
+        A list of serialized `PredictionLog`s.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = []
-    for signature in (SIGNATURE_KEY, ALIGNMENTS_SIGNATURE_KEY):
+    for signature in (SIGNATURE_KEY, OPTIONS_SIGNATURE_KEY, ALIGNMENTS_SIGNATURE_KEY):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature
-        request.inputs[contract.SENTENCES_INPUT].CopyFrom(tf.make_tensor_proto(list(sentences), tf.string))
+        request.inputs[contract.SENTENCES_INPUT].CopyFrom(
+            tf.make_tensor_proto(list(sentences), tf.string))
+        if signature != SIGNATURE_KEY:
+            for name in contract.SCALAR_INPUTS:
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(options[name], tf.int32))
         log = prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request))
         records.append(log.SerializeToString())
@@ -339,7 +394,9 @@ def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
                             signatures=exporter.signatures())
         (temporary / contract.ASSETS_EXTRA).mkdir()
         with tf.io.TFRecordWriter(str(temporary / contract.WARMUP_FILE)) as writer:
-            for record in warmup_requests(model_name, warmup_sentences):
+            options = {contract.BEAM_SIZE: beam_size, contract.MAX_LENGTH: max_length,
+                       contract.N_BEST: 1}
+            for record in warmup_requests(model_name, options, warmup_sentences):
                 writer.write(record)
         metadata = {
             "model_name": model_name, "version": version,

@@ -7,6 +7,7 @@ and in-flight count (`Servable`); the model manager (`models.py`) loads them.
     with servable.use():
         outputs = servable.run("serving_default", inputs, deadline)   # batched
         outputs = servable.predict("serving_default", inputs)         # alone
+        signature, inputs = servable.translate_inputs(sentences, beam_size=4)  # Translate
 """
 
 import contextlib
@@ -17,12 +18,13 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from keras_rnn.serving import batching as batching_lib
 from keras_rnn.serving import contract, validation
 from keras_rnn.serving.contract import METADATA_DEFAULTS, METADATA_FILE, WARMUP_FILE
-from keras_rnn.serving.errors import ContractError
+from keras_rnn.serving.errors import ContractError, ServingError
 from keras_rnn.serving.observability import log
 
 MAX_WARMUP_RECORDS = 1000
@@ -96,6 +98,54 @@ class Servable:
                     values[name] = np.asarray(value, dtype=tf.as_dtype(
                         signature_def.inputs[name].dtype).as_numpy_dtype)
         return values
+
+    def translate_inputs(self, sentences, alignments=False, **options):
+        """The signature and inputs that answer a typed `Translate` request.
+
+        `translate_with_alignments` for alignments; else `serving_default`
+        when the options are its settings (the export's defaults, so such
+        requests batch with plain ones), `translate_with_options` when they
+        are not. An export from before `translate_with_options` takes the
+        options on `serving_default`.
+
+        Args:
+            sentences: NumPy object array of UTF-8 `bytes`.
+            alignments: whether alignments are asked for.
+            **options: `beam_size`, `max_length`, `n_best`; 0 or None means
+                the export's default.
+
+        Returns:
+            `(signature key, dict of every input name -> value)`.
+
+        Raises:
+            ServingError: FAILED_PRECONDITION when the version has no
+                signature for the request, or no default for an input.
+        """
+        asked = {name: np.int32(value) for name, value in options.items() if value}
+        signature = contract.ALIGNMENTS_SIGNATURE if alignments else contract.DEFAULT_SIGNATURE
+        default_def = self.signature_defs.get(contract.DEFAULT_SIGNATURE)
+        if not alignments and default_def is not None and \
+                any(name not in default_def.inputs for name in asked):
+            baked = {**self.defaults.get(contract.OPTIONS_SIGNATURE, {}), contract.N_BEST: 1}
+            if any(baked.get(name) != value for name, value in asked.items()):
+                signature = contract.OPTIONS_SIGNATURE
+            else:
+                asked = {}  # serving_default decodes with these settings
+        if signature not in self.signature_defs:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
+                f"model {self.name!r} version {self.version} has no {signature!r} signature"
+                + (" (no alignments)" if alignments else "")))
+        spec = self.signature_defs[signature].inputs
+        inputs = dict(self.defaults[signature])
+        inputs[contract.SENTENCES_INPUT] = sentences
+        inputs.update(asked)
+        if contract.N_BEST in spec:
+            inputs.setdefault(contract.N_BEST, np.int32(1))
+        missing = sorted(set(spec) - set(inputs))
+        if missing:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
+                f"model {self.name!r} has no default for {', '.join(missing)}; set them"))
+        return signature, inputs
 
     def predict(self, signature, inputs):
         """Runs a signature in process.

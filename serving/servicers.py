@@ -159,7 +159,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
     """keras_rnn.serving.Translator: typed translation on top of the
-    `serving_default` / `translate_with_alignments` signatures.
+    `serving_default`, `translate_with_options` and `translate_with_alignments`
+    signatures (`Servable.translate_inputs` picks one).
 
     Args:
         runtime: the `Runtime`.
@@ -174,30 +175,16 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
         name = runtime.models.resolve_name(request.model_name)
         info["model"] = name
         version = request.version if request.HasField("version") else None
-        signature = (contract.ALIGNMENTS_SIGNATURE if request.alignments
-                     else contract.DEFAULT_SIGNATURE)
         with runtime.models.acquire(name, version) as servable:
             info["version"] = servable.version
-            info["signature"] = signature
-            if signature not in servable.signature_defs:
-                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
-                    f"model {name!r} version {servable.version} has no {signature!r} "
-                    "signature" + (" (no alignments)" if request.alignments else "")))
             info["sentences"] = len(request.sentences)
             validation.check_sentence_count(len(request.sentences), runtime.limits)
             sentences = np.array([s.encode("utf-8") for s in request.sentences], dtype=object)
             validation.check_sentences(sentences, runtime.limits)
-            inputs = dict(servable.defaults[signature])
-            inputs[contract.SENTENCES_INPUT] = sentences
-            for field in contract.SCALAR_INPUTS:
-                value = getattr(request, field)
-                if value:
-                    inputs[field] = np.int32(value)
-            inputs.setdefault(contract.N_BEST, np.int32(1))
-            missing = sorted(set(servable.signature_defs[signature].inputs) - set(inputs))
-            if missing:
-                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, (
-                    f"model {name!r} has no default for {', '.join(missing)}; set them"))
+            signature, inputs = servable.translate_inputs(
+                sentences, request.alignments, **{field: getattr(request, field)
+                                                  for field in contract.SCALAR_INPUTS})
+            info["signature"] = signature
             validation.check_scalars(servable, inputs)
             outputs = servable.run(signature, validation.typed(servable, signature, inputs),
                                    deadline)

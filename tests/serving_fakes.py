@@ -7,10 +7,13 @@ same signatures, inputs, defaults, outputs, dtypes, in-graph validation and
 
     build_fake_model(base_dir / "fake" / "1")
 
-- `serving_default`: `inputs` string `(batch,)`; int32 scalars `beam_size`
-  (default 2), `max_length` (default 20), `n_best` (default 1) ->
-  `translations` `(batch, n_best)`, `scores`, `lengths`.
-- `translate_with_alignments`: the same plus `alignments`
+- `serving_default`: `inputs` string `(batch,)` only (beam 2, max_length 20,
+  n_best 1 baked in) -> `translations` `(batch, 1)`, `scores`, `lengths`.
+- `translate_with_options`: `inputs`; int32 scalars `beam_size` (default
+  2), `max_length` (default 20), `n_best` (default 1) -> `translations`
+  `(batch, n_best)`, `scores`, `lengths`.
+- `translate_with_alignments`: the inputs of `translate_with_options`, its
+  outputs plus `alignments`
   `(batch, n_best, T, S)`, `source_pieces` `(batch, S)`, `target_pieces`
   `(batch, n_best, T)`, padded with "" / 0 to the batch's longest.
 
@@ -18,6 +21,11 @@ Hypothesis k of a sentence is `tag + reversed(sentence)[:max_length - 1]`
 followed by `" #k"` for k > 0; its score is `-(k + 1) / beam_size`; its
 pieces are its characters plus "</s>". Source pieces are the source
 characters plus "</s>". Alignment row t is uniform over the source pieces.
+
+`build_fake_model(..., legacy=True)` writes an export from before
+`translate_with_options`: `serving_default` has the four inputs of
+`translate_with_options` (with defaults), and there is no
+`translate_with_options`.
 """
 
 import json
@@ -37,7 +45,7 @@ FAKE_METADATA = {
 WARMUP_SENTENCES = ("Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.")
 
 
-def _module(tag, settings):
+def _module(tag, settings, legacy=False):
     import tensorflow as tf
 
     module = tf.Module()
@@ -96,25 +104,35 @@ def _module(tag, settings):
                 outputs["target_pieces"] = target_pieces
             return outputs
 
-    def serve(inputs, beam_size=defaults[0], max_length=defaults[1], n_best=defaults[2]):
+    def serve(inputs):
+        return translate(inputs, defaults[0], defaults[1], defaults[2], alignments=False)
+
+    def serve_with_options(inputs, beam_size=defaults[0], max_length=defaults[1],
+                           n_best=defaults[2]):
         return translate(inputs, beam_size, max_length, n_best, alignments=False)
 
     def serve_with_alignments(inputs, beam_size=defaults[0], max_length=defaults[1],
                               n_best=defaults[2]):
         return translate(inputs, beam_size, max_length, n_best, alignments=True)
 
-    module.serve = tf.function(serve, input_signature=specs)
+    if legacy:
+        module.serve = tf.function(serve_with_options, input_signature=specs)
+    else:
+        module.serve = tf.function(serve, input_signature=specs[:1])
+        module.serve_with_options = tf.function(serve_with_options, input_signature=specs)
     module.serve_with_alignments = tf.function(serve_with_alignments, input_signature=specs)
     return module
 
 
-def build_fake_model(version_dir, model_name="fake", tag="", **settings):
+def build_fake_model(version_dir, model_name="fake", tag="", legacy=False, **settings):
     """Writes a fake translator SavedModel to `version_dir` (atomically).
 
     Args:
         version_dir: the version directory to create, `BASE/NAME/VERSION`.
         model_name: the name written into the warm-up requests and metadata.
         tag: a prefix of every translation (tells versions apart).
+        legacy: write an export from before `translate_with_options`
+            (four inputs on `serving_default`).
         **settings: overrides of `FAKE_METADATA`.
 
     Returns:
@@ -127,22 +145,28 @@ def build_fake_model(version_dir, model_name="fake", tag="", **settings):
     version_dir = Path(version_dir)
     temporary = version_dir.parent / f".{version_dir.name}.tmp-fake"
     shutil.rmtree(temporary, ignore_errors=True)
-    module = _module(tag, settings)
+    module = _module(tag, settings, legacy)
     # The tf.functions themselves, not concrete functions: only then does
     # TensorFlow write the SignatureDefs' `defaults` map.
-    tf.saved_model.save(module, str(temporary), signatures={
-        "serving_default": module.serve,
-        "translate_with_alignments": module.serve_with_alignments,
-    })
+    signatures = {"serving_default": module.serve,
+                  "translate_with_alignments": module.serve_with_alignments}
+    if not legacy:
+        signatures["translate_with_options"] = module.serve_with_options
+    tf.saved_model.save(module, str(temporary), signatures=signatures)
     extra = temporary / "assets.extra"
     extra.mkdir()
+    options = {"beam_size": settings["beam_size"], "max_length": settings["max_length"],
+               "n_best": 1}
     with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        for signature in ("serving_default", "translate_with_alignments"):
+        for signature in signatures:  # every input named, as TensorFlow Serving wants
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = signature
             request.inputs["inputs"].CopyFrom(
                 tf.make_tensor_proto(list(WARMUP_SENTENCES), tf.string))
+            if signature != "serving_default" or legacy:
+                for name, value in options.items():
+                    request.inputs[name].CopyFrom(tf.make_tensor_proto(value, tf.int32))
             writer.write(prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
     metadata = {"model_name": model_name, "source_lang": "de", "target_lang": "en",

@@ -22,6 +22,7 @@ needs_tensorflow = pytest.mark.skipif(
 SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Hallo", "ab",
              "Ein Mädchen klettert.", "Straße", "x y z"]
 SIGNATURE = "serving_default"
+OPTIONS = "translate_with_options"
 ALIGNMENTS = "translate_with_alignments"
 
 

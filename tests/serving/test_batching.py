@@ -16,11 +16,13 @@ from tests.serving_support import (  # noqa: F401 - fixtures
     in_process,
     make_base,
     needs_tensorflow,
+    OPTIONS,
     outputs_of,
     predict_request,
     rpc_code,
     SENTENCES,
     server,
+    SIGNATURE,
     start_server,
     stub)
 
@@ -66,7 +68,8 @@ def test_concurrent_requests_are_batched_and_equal_unbatched(server, in_process)
                                           for t in response.translations]
                     else:
                         results[index] = outputs_of(stub(channel).Predict(
-                            predict_request(sentences, **scalars), timeout=30))
+                            predict_request(sentences, signature=OPTIONS if scalars
+                                            else SIGNATURE, **scalars), timeout=30))
                 except grpc.RpcError as error:
                     errors.append((index, error.code(), error.details()))
 
@@ -77,7 +80,7 @@ def test_concurrent_requests_are_batched_and_equal_unbatched(server, in_process)
         thread.join(120)
     assert not errors
     for (typed, sentences, scalars), result in zip(jobs, results):
-        wanted = expected(in_process, sentences,
+        wanted = expected(in_process, sentences, OPTIONS if scalars else SIGNATURE,
                           **{k: np.int32(v) for k, v in scalars.items()})
         if typed:
             assert result == [list(row) for row in wanted["translations"]]

@@ -23,8 +23,9 @@ SENTENCES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.",
 def test_a_stock_prediction_service_stub_gets_the_models_translations(
         trained_run, exported_model):
     """Trained on this backend, exported on TensorFlow, served by `serve`:
-    `PredictionServiceStub.Predict` with only `inputs` (the rest from the
-    SignatureDef's defaults) returns what the Keras model translates."""
+    `PredictionServiceStub.Predict` with only `inputs` (serving_default's
+    one input; it decodes with the export's settings) returns what the Keras
+    model translates."""
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
@@ -72,8 +73,7 @@ def test_batched_requests_of_the_real_model_equal_unbatched_ones(exported_model)
     alone = tf.saved_model.load(str(exported_model / "tiny" / "1")).signatures["serving_default"]
     expected = []
     for sentence in sentences:
-        out = alone(inputs=tf.constant([sentence]), beam_size=tf.constant(3),
-                    max_length=tf.constant(48), n_best=tf.constant(1))
+        out = alone(inputs=tf.constant([sentence]))  # the export's beam 3, max_length 48
         expected.append((out["translations"].numpy()[0, 0], out["scores"].numpy()[0, 0]))
     server = Server(ServerConfig(model_base_dir=str(exported_model), port=0,
                                  batch_timeout_ms=20))

@@ -46,7 +46,8 @@ def signature_defs(version_dir):
     return loader_impl.parse_saved_model(str(version_dir)).meta_graphs[0].signature_def
 
 
-def call(loaded, texts, signature="serving_default", beam_size=3, max_length=48, n_best=1):
+def call(loaded, texts, signature="translate_with_options", beam_size=3, max_length=48,
+         n_best=1):
     outputs = loaded.signatures[signature](
         inputs=tf.constant(texts), beam_size=tf.constant(beam_size),
         max_length=tf.constant(max_length), n_best=tf.constant(n_best))
@@ -96,22 +97,34 @@ def test_alignments_signature_returns_weights_and_pieces(trained_run, loaded):
 def test_signature_defaults_and_warmup_requests(version_dir, loaded):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    for key in ("serving_default", "translate_with_alignments"):
-        signature = signature_defs(version_dir)[key]
+    from keras_rnn.serving.export import WARMUP_SENTENCES
+
+    signatures = signature_defs(version_dir)
+    # serving_default: the sentences only, as stock TensorFlow Serving calls it.
+    assert list(signatures["serving_default"].inputs) == ["inputs"]
+    texts = sentences(3)
+    plain = loaded.signatures["serving_default"](inputs=tf.constant(texts))
+    for key, value in call(loaded, texts).items():  # the export's defaults
+        np.testing.assert_array_equal(plain[key].numpy(), value, err_msg=key)
+    for key in ("translate_with_options", "translate_with_alignments"):
+        signature = signatures[key]
         assert set(signature.inputs) == {"inputs", "beam_size", "max_length", "n_best"}
         defaults = {k: tf.make_ndarray(v).item() for k, v in signature.defaults.items()}
         assert defaults == {"beam_size": 3, "max_length": 48, "n_best": 1}
-        assert signature.method_name == "tensorflow/serving/predict"
+    for key in ("serving_default", "translate_with_options", "translate_with_alignments"):
+        assert signatures[key].method_name == "tensorflow/serving/predict"
     metadata = json.loads((version_dir / "assets.extra" / "keras_rnn.json").read_text())
     assert metadata["max_beam_size"] == 3 and metadata["source_lang"] == "de"
     records = list(tf.data.TFRecordDataset(
         str(version_dir / "assets.extra" / "tf_serving_warmup_requests")).as_numpy_iterator())
-    assert len(records) == 2
+    assert len(records) == 3
     for record in records:
+        # Every input of the signature named: TensorFlow Serving replays them as they are.
         request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-        texts = [t.decode() for t in tf.make_ndarray(request.inputs["inputs"])]
-        out = call(loaded, texts, signature=request.model_spec.signature_name)
-        assert out["translations"].shape == (len(texts), 1)
+        function = loaded.signatures[request.model_spec.signature_name]
+        assert set(request.inputs) == set(signatures[request.model_spec.signature_name].inputs)
+        out = function(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+        assert out["translations"].shape == (len(WARMUP_SENTENCES), 1)
 
 
 @pytest.mark.parametrize("inputs,options,message", [

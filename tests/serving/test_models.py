@@ -183,10 +183,17 @@ def test_the_contract_check_accepts_the_fake_and_names_what_is_wrong(fake_versio
     assert contract.check_signature_defs(good) == []
     broken = {key: type(sig).FromString(sig.SerializeToString()) for key, sig in good.items()}
     broken[contract.ALIGNMENTS_SIGNATURE].outputs["scores"].dtype = contract.DT_STRING
-    del broken[contract.DEFAULT_SIGNATURE].inputs["n_best"]
+    del broken[contract.OPTIONS_SIGNATURE].inputs["n_best"]
     problems = contract.check_signature_defs(broken)
     assert any("'scores'" in p and "float32" in p for p in problems), problems
     assert any("n_best" in p for p in problems), problems
+    # serving_default takes only the sentences, or (exports from before
+    # translate_with_options) all four inputs; not some of them.
+    assert contract.check_signature_defs({"serving_default": good["translate_with_options"]})\
+        == []
+    del broken[contract.DEFAULT_SIGNATURE].inputs["inputs"]
+    assert any("serving_default" in p and "no inputs 'inputs'" in p
+               for p in contract.check_signature_defs(broken))
     assert contract.check_signature_defs({}) == [
         "no 'serving_default' signature (signatures: )"]
 

@@ -21,6 +21,7 @@ from tests.serving_support import (  # noqa: F401 - fixtures
     in_process,
     make_base,
     needs_tensorflow,
+    OPTIONS,
     start_server,
 )
 
@@ -63,9 +64,9 @@ def test_rest_predict_row_and_columnar_formats_equal_in_process(rest_server, in_
         np.testing.assert_allclose(row["scores"], wanted["scores"][i])
         assert row["lengths"] == wanted["lengths"][i].tolist()
 
-    wanted = expected(in_process, sentences, beam_size=3, n_best=2)
+    wanted = expected(in_process, sentences, OPTIONS, beam_size=3, n_best=2)
     status, body = http(rest_server, "POST", "/v1/models/fake/versions/1:predict", {
-        "inputs": {"inputs": sentences, "beam_size": 3, "n_best": 2}})
+        "signature_name": OPTIONS, "inputs": {"inputs": sentences, "beam_size": 3, "n_best": 2}})
     assert status == 200, body
     outputs = body["outputs"]
     assert outputs["translations"] == [[t.decode() for t in row]
@@ -121,10 +122,13 @@ def test_rest_bad_requests_get_4xx_and_the_server_keeps_serving(rest_server):
         ("unknown input", "POST", predict, {"inputs": {"bogus": [1]}}, None, 400),
         ("numbers as sentences", "POST", predict, {"instances": [1, 2]}, None, 400),
         ("ragged", "POST", predict, {"inputs": {"inputs": [["a"], "b"]}}, None, 400),
-        ("scalars differ", "POST", predict, {"instances": [
+        ("scalars differ", "POST", predict, {"signature_name": OPTIONS, "instances": [
             {"inputs": "a", "beam_size": 1}, {"inputs": "b", "beam_size": 2}]}, None, 400),
-        ("beam too large", "POST", predict, {"inputs": {"inputs": ["a"], "beam_size": 9}},
+        ("beam too large", "POST", predict, {"signature_name": OPTIONS,
+                                             "inputs": {"inputs": ["a"], "beam_size": 9}},
          None, 400),
+        ("options on serving_default", "POST", predict,
+         {"inputs": {"inputs": ["a"], "beam_size": 2}}, None, 400),
         ("too many sentences", "POST", predict, {"instances": ["a"] * 9}, None, 400),
         ("too long", "POST", predict, {"instances": ["x" * 201]}, None, 400),
         ("body too large", "POST", predict, None, b"[" + b" " * 300_000 + b"]", 413),
@@ -263,6 +267,13 @@ VERSION = "http_rest_api_util.cc ParseModelInfo: absl::SimpleAtoi into int64_t f
 TYPE = "json_tensor.cc AddValueToTensor (DT_INT32: !IsInt(); DT_STRING: !IsString()) -> " \
        "TypeError: \"JSON Value: \" v \" Type: \" JsonTypeString \" is not of expected type: \""
 BIG = "18446744073709551615"
+
+
+def beam_body(value):
+    """A columnar body of translate_with_options with `beam_size` `value`."""
+    return {"signature_name": OPTIONS, "inputs": {"inputs": ["a"], "beam_size": value}}
+
+
 # What TensorFlow Serving answers, and where its code says so. Columns: case,
 # method, path, body (JSON, or bytes as sent), HTTP status, the error text
 # (None: not checked; a str ending in "...": a prefix), the source.
@@ -289,19 +300,19 @@ TF_SERVING_ANSWERS = [
      "json_tensor.cc ParseJson: json.empty()"),
     ("not an object", "POST", PREDICT, b"[1]", 400, "JSON Value: [\n    1\n] Is not object",
      "json_tensor.cc ParseJson: !doc->IsObject() -> FormatError(doc, \"Is not object\")"),
-    ("beam_size 4.7", "POST", PREDICT, {"inputs": {"inputs": ["a"], "beam_size": 4.7}}, 400,
+    ("beam_size 4.7", "POST", PREDICT, beam_body(4.7), 400,
      "JSON Value: 4.7 Type: Number is not of expected type: int32", TYPE),
-    ("beam_size \"5\"", "POST", PREDICT, {"inputs": {"inputs": ["a"], "beam_size": "5"}}, 400,
+    ("beam_size \"5\"", "POST", PREDICT, beam_body("5"), 400,
      'JSON Value: "5" Type: String is not of expected type: int32', TYPE),
-    ("beam_size 5.0", "POST", PREDICT, {"inputs": {"inputs": ["a"], "beam_size": 5.0}}, 400,
+    ("beam_size 5.0", "POST", PREDICT, beam_body(5.0), 400,
      "JSON Value: 5.0 Type: Number is not of expected type: int32",
      TYPE + " (5.0 is a double to rapidjson; WriteDecimal adds \".0\")"),
-    ("beam_size true", "POST", PREDICT, {"inputs": {"inputs": ["a"], "beam_size": True}}, 400,
+    ("beam_size true", "POST", PREDICT, beam_body(True), 400,
      "JSON Value: true Type: True is not of expected type: int32", TYPE),
-    ("beam_size 2**31", "POST", PREDICT, {"inputs": {"inputs": ["a"], "beam_size": 2 ** 31}},
+    ("beam_size 2**31", "POST", PREDICT, beam_body(2 ** 31),
      400, "JSON Value: 2147483648 Type: Number is not of expected type: int32", TYPE),
     ("beam_size 4.7 (row)", "POST", PREDICT,
-     {"instances": [{"inputs": "a", "beam_size": 4.7}]}, 400,
+     {"signature_name": OPTIONS, "instances": [{"inputs": "a", "beam_size": 4.7}]}, 400,
      "Failed to process element: 0 key: beam_size of 'instances' list. Error: "
      "INVALID_ARGUMENT: JSON Value: 4.7 Type: Number is not of expected type: int32",
      "json_tensor.cc FillTensorMapFromInstancesList: \"Failed to process element: \" i "
@@ -387,9 +398,12 @@ def test_rest_metadata_prints_fields_without_presence(rest_server):
     status, _, body = raw_http(rest_server, "GET", "/v1/models/fake/metadata")
     assert status == 200, body
     assert body["model_spec"] == {"name": "fake", "signature_name": "", "version": "1"}
-    inputs = body["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    inputs = signatures["serving_default"]["inputs"]
+    assert list(inputs) == ["inputs"]
     assert inputs["inputs"]["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}],
                                                 "unknown_rank": False}
+    inputs = signatures[OPTIONS]["inputs"]
     assert inputs["beam_size"]["tensor_shape"] == {"dim": [], "unknown_rank": False}
     assert inputs["beam_size"]["dtype"] == "DT_INT32"
 

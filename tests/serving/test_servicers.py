@@ -15,6 +15,7 @@ from tests.serving_support import (  # noqa: F401 - fixtures
     fake_versions,
     in_process,
     needs_tensorflow,
+    OPTIONS,
     outputs_of,
     predict_request,
     SENTENCES,
@@ -24,7 +25,7 @@ from tests.serving_support import (  # noqa: F401 - fixtures
 
 
 @needs_tensorflow
-@pytest.mark.parametrize("signature", [SIGNATURE, ALIGNMENTS])
+@pytest.mark.parametrize("signature", [SIGNATURE, OPTIONS, ALIGNMENTS])
 def test_stock_predict_equals_in_process(server, in_process, channel, signature):
     sentences = SENTENCES[:4]
     # Defaults omitted: the server fills them from the SignatureDef.
@@ -34,13 +35,12 @@ def test_stock_predict_equals_in_process(server, in_process, channel, signature)
     assert response.model_spec.version.value == 1
     assert response.model_spec.signature_name == signature
     assert_outputs_equal(outputs_of(response), expected(in_process, sentences, signature))
-    # Explicit scalars.
+    # Explicit scalars (serving_default has none).
+    scalars = {} if signature == SIGNATURE else dict(beam_size=3, n_best=3, max_length=5)
     response = stub(channel).Predict(
-        predict_request(sentences, signature=signature, beam_size=3, n_best=3, max_length=5),
-        timeout=10)
+        predict_request(sentences, signature=signature, **scalars), timeout=10)
     assert_outputs_equal(outputs_of(response), expected(
-        in_process, sentences, signature, beam_size=np.int32(3), n_best=np.int32(3),
-        max_length=np.int32(5)))
+        in_process, sentences, signature, **{k: np.int32(v) for k, v in scalars.items()}))
     # output_filter and an explicit version.
     request = predict_request(sentences, signature=signature, version=1)
     request.output_filter.append("translations")
@@ -60,8 +60,11 @@ def test_metadata_and_status(server, channel):
     assert response.model_spec.version.value == 1
     signatures = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signatures)
-    assert set(signatures.signature_def) == {SIGNATURE, ALIGNMENTS}
-    for key in (SIGNATURE, ALIGNMENTS):
+    assert set(signatures.signature_def) == {SIGNATURE, OPTIONS, ALIGNMENTS}
+    assert {k: v.dtype for k, v in signatures.signature_def[SIGNATURE].inputs.items()} == {
+        "inputs": tf.string.as_datatype_enum}
+    assert not signatures.signature_def[SIGNATURE].defaults
+    for key in (OPTIONS, ALIGNMENTS):
         signature = signatures.signature_def[key]
         assert signature.method_name == "tensorflow/serving/predict"
         assert {k: v.dtype for k, v in signature.inputs.items()} == {
@@ -116,3 +119,6 @@ def test_translate_service(server, in_process):
         plain = client.translate(["Hallo"])
         assert [h.text for h in plain.translations[0].hypotheses] == ["v1:ollaH"]
         assert not plain.translations[0].source_tokens
+        # Options other than the export's go to translate_with_options.
+        options = client.translate(["Hallo"], n_best=2, max_length=3)
+        assert [h.text for h in options.translations[0].hypotheses] == ["v1:ol", "v1:ol #1"]

@@ -8,6 +8,7 @@ from tests.serving_support import (  # noqa: F401 - fixtures
     channel,
     fake_versions,
     needs_tensorflow,
+    OPTIONS,
     outputs_of,
     PeakRss,
     predict_request,
@@ -43,9 +44,9 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, 
     matrix = with_input(predict_request([]), tf.make_tensor_proto([[b"a", b"b"]], tf.string))
     floats = with_input(predict_request([]), tf.make_tensor_proto([1.0, 2.0], tf.float32))
     scalar_string = with_input(predict_request([]), tf.make_tensor_proto(b"a", tf.string))
-    float_beam = predict_request(["Hallo"])
+    float_beam = predict_request(["Hallo"], signature=OPTIONS)
     float_beam.inputs["beam_size"].CopyFrom(tf.make_tensor_proto(2.0, tf.float32))
-    vector_beam = predict_request(["Hallo"])
+    vector_beam = predict_request(["Hallo"], signature=OPTIONS)
     vector_beam.inputs["beam_size"].CopyFrom(tf.make_tensor_proto([2, 2], tf.int32))
     status_request = get_model_status_pb2.GetModelStatusRequest()
     status_request.model_spec.name = "nope"
@@ -72,13 +73,18 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, 
          codes.INVALID_ARGUMENT),
         ("batch too large", service.Predict, predict_request(["a"] * 9),
          codes.INVALID_ARGUMENT),
-        ("beam_size 0", service.Predict, predict_request(["a"], beam_size=0),
+        ("beam_size 0", service.Predict, predict_request(["a"], beam_size=0, signature=OPTIONS),
          codes.INVALID_ARGUMENT),
-        ("beam_size > max", service.Predict, predict_request(["a"], beam_size=5),
+        ("beam_size > max", service.Predict, predict_request(["a"], beam_size=5, signature=OPTIONS),
          codes.INVALID_ARGUMENT),
-        ("n_best > beam_size", service.Predict, predict_request(["a"], beam_size=2, n_best=3),
+        ("n_best > beam_size", service.Predict,
+         predict_request(["a"], beam_size=2, n_best=3, signature=OPTIONS),
          codes.INVALID_ARGUMENT),
-        ("max_length > limit", service.Predict, predict_request(["a"], max_length=51),
+        # As TensorFlow Serving: serving_default takes no decoding options.
+        ("beam_size on serving_default", service.Predict, predict_request(["a"], beam_size=2),
+         codes.INVALID_ARGUMENT),
+        ("max_length > limit", service.Predict,
+         predict_request(["a"], max_length=51, signature=OPTIONS),
          codes.INVALID_ARGUMENT),
         ("classify", service.Classify, classification_pb2.ClassificationRequest(),
          codes.UNIMPLEMENTED),
@@ -158,7 +164,7 @@ def test_declared_shapes_must_match_the_values(server, channel):
     import tensorflow as tf
 
     def request_with(name, build):
-        request = predict_request(["Hallo"])
+        request = predict_request(["Hallo"], signature=OPTIONS)
         proto = request.inputs[name]
         build(proto)
         return request
@@ -247,7 +253,8 @@ def test_fuzzed_requests_never_crash_the_server_and_memory_stays_bounded(server,
         seen = {}
         for i in range(300):
             request = predict_request(rng.sample(["Hallo", "ab", "Straße", "x y"],
-                                                 rng.randint(1, 4)))
+                                                 rng.randint(1, 4)),
+                                      signature=rng.choice(["serving_default", OPTIONS]))
             for _ in range(rng.randint(1, 3)):
                 mutate(request)
             code = rpc_code(stub(channel).Predict, request, timeout=30)
