@@ -43,7 +43,8 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install -c requirements/constraints.txt ".[tensorflow,serving]"
 # Slimming, each step checked by the import below and by `make image-test`:
 # - libclang (a TensorFlow requirement) is for TensorFlow's code generators;
-# - pip, TensorFlow's C++ headers and the packages' own test suites;
+# - pip, TensorFlow's C++ headers and the packages' own test suites
+#   (tests/, and Cheroot's test/);
 # - TF Text: `import tensorflow_text` fails in 2.21 (its ICU symbols), so
 #   keras_rnn loads only the SentencePiece op library (tokenizer.py); the
 #   other op libraries (~130 MB) cannot be reached and go;
@@ -59,10 +60,11 @@ RUN /opt/venv/bin/pip uninstall --yes libclang pip \
     && find tensorflow_text -name '*.so' ! -name _sentencepiece_tokenizer.so -delete \
     && find tensorflow tensorflow_text -type f \( -name '*.so' -o -name '*.so.*' \) -print0 \
         | xargs -0 strip --strip-unneeded \
-    && find /opt/venv -depth -type d \( -name __pycache__ -o -name tests \) \
-        -exec rm -rf {} + \
+    && find /opt/venv -depth -type d \( -name __pycache__ -o -name tests \
+        -o -path '*/site-packages/cheroot/test' \) -exec rm -rf {} + \
     && /opt/venv/bin/python -c "import tensorflow as tf, keras_rnn.serving.server, \
 keras_rnn.serving.models, keras_rnn.serving.client, keras_rnn.serving.batching, \
+keras_rnn.serving.rest_server, \
 prometheus_client, grpc_health.v1.health, grpc_reflection.v1alpha.reflection, \
 tensorflow_serving.apis.predict_pb2, tensorflow_serving.apis.get_model_metadata_pb2, \
 tensorflow_serving.apis.get_model_status_pb2, tensorflow_serving.apis.prediction_log_pb2; \

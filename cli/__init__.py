@@ -351,7 +351,8 @@ def add_serve_arguments(parser):
                      help="TensorFlow Serving's REST API (POST /v1/models/NAME:predict) on "
                           "this port, 0 = off (default: %(default)s)")
     net.add_argument("--workers", type=int, default=defaults.workers,
-                     help="gRPC handler threads (default: %(default)s)")
+                     help="gRPC handler threads, and as many REST API workers "
+                          "(default: %(default)s)")
     net.add_argument("--max-concurrent-rpcs", type=int, default=defaults.max_concurrent_rpcs,
                      help="RPCs in progress before RESOURCE_EXHAUSTED (default: %(default)s)")
     net.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes,

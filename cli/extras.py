@@ -23,7 +23,7 @@ EXTRAS = {
 # What one option of a command needs beyond its extra's core:
 # (command, argparse dest) -> (extra, {import name: pip name}).
 OPTION_EXTRAS = {
-    ("serve", "rest_api_port"): ("serving", {"werkzeug": "werkzeug"}),
+    ("serve", "rest_api_port"): ("serving", {"werkzeug": "werkzeug", "cheroot": "cheroot"}),
 }
 
 

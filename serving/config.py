@@ -70,7 +70,8 @@ class ServerConfig:
             run: the deadline of requests without one (stock clients and
             grpcurl send none by default), and a cap on longer ones.
         max_message_bytes: largest gRPC message received or sent.
-        workers: gRPC handler threads.
+        workers: gRPC handler threads, and as many REST API workers
+            (`rest_server.RestServer`).
         max_concurrent_rpcs: RPCs in progress before RESOURCE_EXHAUSTED.
         grace_seconds: on stop (SIGTERM/SIGINT), how long in-flight RPCs may
             still take.
@@ -82,7 +83,9 @@ class ServerConfig:
             or cancels.
         metrics_port: Prometheus HTTP port (0: no metrics endpoint).
         rest_api_port: TensorFlow Serving's REST API port (0: off), on
-            `host`, with the same TLS settings as gRPC.
+            `host`, with the same TLS settings, body limit
+            (`max_message_bytes`) and stop (`grace_seconds`) as gRPC; at most
+            `max_concurrent_rpcs` idle keep-alive connections.
         metrics_host: address of the metrics endpoint.
         tls_cert, tls_key: PEM server certificate chain and key (TLS on).
         tls_client_ca: PEM CA that client certificates must chain to

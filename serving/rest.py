@@ -34,22 +34,21 @@ Each call runs the gRPC servicers through the server's interceptor
 (`ServingInterceptor.handle`), so batching, limits, versions, metrics and
 logs are the gRPC path's; a `:predict` body is parsed first (`PredictBody`)
 and converted to tensors inside `Predict`, with the dtypes of the signature
-it asks for. This module holds the routing, the WSGI application
-(`RestApi`) and the server (`RestServer`); the request bodies and the
-answers' JSON are `rest_json.py`'s. TLS uses the gRPC flags. HTTP is
-Werkzeug's threaded WSGI server; `RestApi` is a plain WSGI application, so
-it can also be mounted on any WSGI server.
+it asks for. This module holds the routing and the WSGI application
+(`RestApi`); the request bodies and the answers' JSON are `rest_json.py`'s;
+the HTTP server (`RestServer`: Cheroot, keep-alive, a bounded pool of
+workers, read deadlines, TLS with the gRPC flags, graceful stop) is
+`rest_server.py`'s. `RestApi` is a plain WSGI application, so it can also
+be mounted on any WSGI server.
 """
 
 import json
 import re
-import ssl
 import threading
 import traceback
 import urllib.parse
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from keras_rnn.serving import contract, errors
@@ -358,55 +357,3 @@ class RestApi:
 
         response = self._call("Predict", predict, request)
         return Response(body.response_json(response), mimetype="application/json")
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without its per-request access log (the server
-    writes one JSON line per request), and with a socket timeout so an idle
-    connection does not hold its thread forever."""
-
-    timeout = 60
-
-    def log_request(self, code="-", size="-"):
-        pass
-
-
-class _LazyHandshakeContext(ssl.SSLContext):
-    """Defers each connection's TLS handshake to its own thread (the first
-    read): done in `accept`, one client that never sends a ClientHello
-    would stall every other connection."""
-
-    def wrap_socket(self, sock, *args, **kwargs):
-        kwargs["do_handshake_on_connect"] = False
-        return super().wrap_socket(sock, *args, **kwargs)
-
-
-class RestServer:
-    """Serves a `RestApi` on a port, on Werkzeug's threaded WSGI server.
-
-    Args:
-        app: the `RestApi`.
-        host, port: where to listen (port 0: any free port).
-        tls_cert, tls_key, tls_client_ca: PEM files, as for gRPC.
-    """
-
-    def __init__(self, app, host, port, tls_cert=None, tls_key=None, tls_client_ca=None):
-        context = None
-        if tls_cert:
-            context = _LazyHandshakeContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(tls_cert, tls_key)
-            if tls_client_ca:
-                context.load_verify_locations(tls_client_ca)
-                context.verify_mode = ssl.CERT_REQUIRED
-        self._http = make_server(host, port, app, threaded=True, ssl_context=context,
-                                 request_handler=_QuietHandler)
-        self._http.daemon_threads = True
-        self.port = self._http.server_port
-        self._thread = threading.Thread(target=self._http.serve_forever, name="rest-api",
-                                        daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join(5)

@@ -179,12 +179,17 @@ class Server:
         if config.metrics_port:
             self.metrics_port = self.metrics.serve(config.metrics_host, config.metrics_port)
         if config.rest_api_port:
-            from keras_rnn.serving.rest import RestApi, RestServer
+            from keras_rnn.serving.rest import RestApi
+            from keras_rnn.serving.rest_server import RestServer
 
+            # As many HTTP workers as gRPC handlers; at most
+            # max_concurrent_rpcs idle keep-alive connections.
             self._rest = RestServer(
                 RestApi(self.runtime, self._interceptor, prediction, model),
                 config.host, config.rest_api_port, tls_cert=config.tls_cert,
-                tls_key=config.tls_key, tls_client_ca=config.tls_client_ca)
+                tls_key=config.tls_key, tls_client_ca=config.tls_client_ca,
+                workers=config.workers, max_keepalive=config.max_concurrent_rpcs,
+                max_body_drain=config.max_message_bytes)
             self.rest_api_port = self._rest.port
         self.manager.start_polling(config.poll_seconds, first=True,
                                    after_poll=self._update_health)
@@ -244,8 +249,9 @@ class Server:
         return f"serving {served} on {self.config.host}:{self.port}"
 
     def stop(self, grace=None, drain=None):
-        """Graceful shutdown: health says NOT_SERVING, new RPCs are refused,
-        in-flight RPCs get `grace` seconds to finish, then models unload.
+        """Graceful shutdown: health says NOT_SERVING, new RPCs (and REST
+        connections) are refused, in-flight RPCs and REST requests get
+        `grace` seconds to finish, then models unload.
 
         Between NOT_SERVING and refusing calls the server still answers for
         `drain` seconds (at most `grace`): clients that watch health (ours
@@ -274,10 +280,13 @@ class Server:
         self._health.enter_graceful_shutdown()
         if grace and drain:
             self._drain_over.wait(min(drain, grace))
+        # Both APIs drain together: each refuses new calls at once and gives
+        # the calls in progress `grace` seconds.
+        grpc_stopped = self._grpc.stop(grace)
         if self._rest is not None:
-            self._rest.close()
+            self._rest.close(grace)
             self._rest = None
-        self._grpc.stop(grace).wait()
+        grpc_stopped.wait()
         self.manager.stop(timeout=grace)
         self.metrics.close()
         self._grpc = None
