@@ -388,9 +388,18 @@ def add_serve_arguments(parser):
                             "(default: %(default)s)")
     batch.add_argument("--num-batch-threads", type=int, default=defaults.num_batch_threads,
                        help="threads running batches, per version (default: %(default)s)")
+    batch.add_argument("--max-chunk-cost", type=int, default=defaults.max_chunk_cost,
+                       help="most decoder steps (sentences x beam_size x max_length) of a "
+                            "request run at a time: larger requests run in chunks "
+                            "interleaved with other requests; 0 = no chunks "
+                            "(default: %(default)s)")
     batch.add_argument("--max-request-sentences", type=int,
                        default=defaults.max_request_sentences,
                        help="most sentences in one request (default: %(default)s)")
+    batch.add_argument("--max-request-cost", type=int, default=defaults.max_request_cost,
+                       help="most decoder steps (sentences x beam_size x max_length) one "
+                            "request may ask for; refused before it runs "
+                            "(default: %(default)s)")
     batch.add_argument("--max-sentence-chars", type=int, default=defaults.max_sentence_chars,
                        help="longest sentence, in characters (default: %(default)s)")
     batch.add_argument("--max-request-seconds", type=float,

@@ -26,6 +26,16 @@ dropped with `DeadlineExceededError`; one whose handler gave up
 `InvalidArgumentError` (one bad sentence the server could not check, for
 example too many subwords), each request of the batch is rerun alone so
 only the bad one fails.
+
+Chunks: a request of more sentences than its `chunk_size` (`submit`; the
+servable derives it from `max_chunk_cost`) is sorted by length and split
+into chunks of that many sentences, which go through the queue one at a
+time: the next chunk is queued when the one before has run, behind
+whatever arrived meanwhile. A small request sent while a large one runs
+so waits about one chunk's compute, not the whole request, and two large
+requests take turns. The rows are put back in order at the end, and a
+chunk runs like any batch, so the translations are those of the unsplit
+request.
 """
 
 import collections
@@ -111,9 +121,10 @@ def concat_parts(parts):
 class PendingRequest:
     """One submitted request: its sentences, deadline and (future) result."""
 
-    def __init__(self, size, deadline):
+    def __init__(self, size, deadline, order=None):
         self.size = size
         self.deadline = deadline
+        self.order = order  # of a chunked request: its rows sorted by length
         self._parts = {}
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -134,6 +145,9 @@ class PendingRequest:
             self._parts[offset] = outputs
             if sum(len(next(iter(p.values()))) for p in self._parts.values()) >= self.size:
                 self._result = concat_parts([self._parts[k] for k in sorted(self._parts)])
+                if self.order is not None:  # back to the order of the request
+                    inverse = np.argsort(self.order, kind="stable")
+                    self._result = {name: value[inverse] for name, value in self._result.items()}
                 self._parts = {}
                 self._done.set()
 
@@ -170,10 +184,22 @@ class PendingRequest:
 
 
 @dataclasses.dataclass
+class _Chunks:
+    """What is left to queue of a chunked request."""
+
+    key: object
+    request: PendingRequest
+    sentences: list  # sorted by length
+    size: int  # sentences per chunk
+    offset: int = 0  # of the next chunk
+
+
+@dataclasses.dataclass
 class _Item:
     request: PendingRequest
     offset: int
     sentences: list
+    chunks: _Chunks = None
 
 
 @dataclasses.dataclass
@@ -207,6 +233,7 @@ class Batcher:
         self._open = {}  # key -> _Batch still accepting sentences
         self._ready = collections.deque()  # full or timed-out batches
         self._queued = 0  # sentences in open and ready batches
+        self._reserved = 0  # sentences of chunked requests not queued yet
         self._running = 0  # batches being run
         self._stopping = False
         self._threads = [
@@ -218,9 +245,10 @@ class Batcher:
 
     @property
     def queued_sentences(self):
-        return self._queued
+        """Sentences waiting: in batches, and in chunks not queued yet."""
+        return self._queued + self._reserved
 
-    def submit(self, key, sentences, deadline=None):
+    def submit(self, key, sentences, deadline=None, chunk_size=None):
         """Queues a request's sentences under a batch key.
 
         Args:
@@ -228,6 +256,10 @@ class Batcher:
             sentences: list of bytes.
             deadline: `time.monotonic()` time after which the request is
                 dropped, or None.
+            chunk_size: most sentences of the request queued at a time (at
+                most `max_batch_size`); a larger request runs in chunks,
+                one after the other (see the module docstring). None: all
+                at once.
 
         Returns:
             A `PendingRequest`.
@@ -237,22 +269,33 @@ class Batcher:
             BatcherStoppedError: the batcher is stopping.
         """
         options = self.options
-        request = PendingRequest(len(sentences), deadline)
+        chunk_size = min(chunk_size or len(sentences), options.max_batch_size)
+        chunks = None
+        if len(sentences) > chunk_size:
+            order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+            request = PendingRequest(len(sentences), deadline, order)
+            chunks = _Chunks(key, request, [sentences[i] for i in order], chunk_size)
+        else:
+            request = PendingRequest(len(sentences), deadline)
         with self._cond:
             if self._stopping:
                 raise BatcherStoppedError("the model version is being unloaded")
-            if self._queued + len(sentences) > options.max_queued_sentences:
+            if self.queued_sentences + len(sentences) > options.max_queued_sentences:
                 raise QueueFullError(
-                    f"the batch queue is full ({self._queued} sentences waiting, "
+                    f"the batch queue is full ({self.queued_sentences} sentences waiting, "
                     f"max_queued_sentences={options.max_queued_sentences})")
             batch = self._open.get(key)
             room = options.max_batch_size - batch.size if batch else 0
-            new_batches = -(-max(0, len(sentences) - room) // options.max_batch_size)
+            new_batches = (1 if chunks is not None else
+                           -(-max(0, len(sentences) - room) // options.max_batch_size))
             if len(self._open) + len(self._ready) + new_batches > options.max_enqueued_batches:
                 raise QueueFullError(
                     f"the batch queue is full ({len(self._open) + len(self._ready)} batches "
                     f"waiting, max_enqueued_batches={options.max_enqueued_batches})")
-            offset = 0
+            if chunks is not None:
+                self._reserved += len(sentences)
+                self._queue_chunk(chunks)
+            offset = len(sentences) if chunks is not None else 0
             while offset < len(sentences):
                 batch = self._open.get(key)
                 if batch is None:
@@ -263,7 +306,7 @@ class Batcher:
                 offset += take
                 if batch.size >= options.max_batch_size:
                     self._ready.append(self._open.pop(key))
-            self._queued += len(sentences)
+                self._queued += take
             self._cond.notify_all()
         self._report_queue()
         return request
@@ -286,7 +329,7 @@ class Batcher:
 
     def _report_queue(self):
         if self._on_queue is not None:
-            self._on_queue(self._queued)
+            self._on_queue(self.queued_sentences)
 
     def _next_batch(self):
         """Blocks until a batch is due; None when stopped and drained."""
@@ -295,10 +338,11 @@ class Batcher:
             while True:
                 now = time.monotonic()
                 for key, batch in list(self._open.items()):
-                    if now - batch.opened >= timeout_s:
+                    if self._stopping or now - batch.opened >= timeout_s:
                         self._ready.append(self._open.pop(key))
-                if self._ready:
-                    batch = self._ready.popleft()
+                if self._ready:  # the oldest first: a chunk queued later waits its turn
+                    batch = min(self._ready, key=lambda b: b.opened)
+                    self._ready.remove(batch)
                     self._queued -= batch.size
                     self._running += 1
                     return batch
@@ -321,6 +365,36 @@ class Batcher:
             finally:
                 with self._cond:
                     self._running -= 1
+                    for item in batch.items:
+                        if item.chunks is not None:
+                            self._queue_chunk(item.chunks)
+                    self._cond.notify_all()
+                self._report_queue()
+
+    def _queue_chunk(self, chunks):
+        """Queues the next chunk of a chunked request, as a batch due now
+        (with the sentences of its key already waiting); once the request
+        is done (answered, failed or cancelled), gives back the room the
+        rest held. Called with the lock held."""
+        request, left = chunks.request, len(chunks.sentences) - chunks.offset
+        if request.done or not left:
+            self._reserved -= left
+            chunks.offset = len(chunks.sentences)
+            return
+        take = min(chunks.size, left)
+        batch = self._open.pop(chunks.key, None)
+        if batch is not None and batch.size + take > self.options.max_batch_size:
+            self._ready.append(batch)
+            batch = None
+        if batch is None:
+            batch = _Batch(chunks.key, time.monotonic())
+        batch.items.append(_Item(request, chunks.offset,
+                                 chunks.sentences[chunks.offset:chunks.offset + take], chunks))
+        batch.size += take
+        self._ready.append(batch)
+        chunks.offset += take
+        self._reserved -= take
+        self._queued += take
 
     def _execute(self, batch):
         now = time.monotonic()

@@ -36,6 +36,11 @@ class BatchingOptions:
         max_enqueued_batches: most batches (open or full) waiting to run.
         max_queued_sentences: most sentences waiting, over all batches.
         num_batch_threads: threads running batches.
+        max_chunk_cost: most decoder steps (sentences x beam_size x
+            max_length) of a request queued at a time: a larger request runs
+            in chunks of that cost, interleaved with other requests, so one
+            arriving meanwhile waits about one chunk (`batching.Batcher`).
+            0: no chunks (a request's batches are all queued at once).
     """
 
     max_batch_size: int = 32
@@ -43,6 +48,7 @@ class BatchingOptions:
     max_enqueued_batches: int = 64
     max_queued_sentences: int = 1024
     num_batch_threads: int = 1
+    max_chunk_cost: int = 2048
 
 
 @dataclasses.dataclass
@@ -63,13 +69,19 @@ class ServerConfig:
         host, port: where to listen (port 0: any free port).
         batching: merge concurrent requests into batches.
         max_batch_size, batch_timeout_ms, max_enqueued_batches,
-        max_queued_sentences, num_batch_threads: the `BatchingOptions`.
+        max_queued_sentences, num_batch_threads, max_chunk_cost: the
+            `BatchingOptions`.
         max_request_sentences: most sentences in one request.
+        max_request_cost: most decoder steps one request may ask for
+            (sentences x beam_size x max_length), checked before it runs.
         max_sentence_chars: longest sentence accepted, in characters.
         max_request_seconds: longest a request may wait for its batch and
             run: the deadline of requests without one (stock clients and
             grpcurl send none by default), and a cap on longer ones.
-        max_message_bytes: largest gRPC message received or sent.
+        max_message_bytes: largest gRPC message received or sent; a
+            request whose response could be larger (alignments: sentences x
+            n_best x max_length x source pieces x 4 bytes) is refused
+            before it runs.
         workers: gRPC handler threads, and as many REST API workers
             (`rest_server.RestServer`).
         max_concurrent_rpcs: RPCs in progress before RESOURCE_EXHAUSTED.
@@ -119,7 +131,9 @@ class ServerConfig:
     max_enqueued_batches: int = BatchingOptions.max_enqueued_batches
     max_queued_sentences: int = BatchingOptions.max_queued_sentences
     num_batch_threads: int = BatchingOptions.num_batch_threads
+    max_chunk_cost: int = BatchingOptions.max_chunk_cost
     max_request_sentences: int = 64
+    max_request_cost: int = 32768
     max_sentence_chars: int = 1000
     max_request_seconds: float = 60.0
     max_message_bytes: int = 4 * 1024 * 1024

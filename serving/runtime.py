@@ -25,6 +25,8 @@ class Limits:
 
     Attributes:
         max_request_sentences: most sentences in one request.
+        max_request_cost: most decoder steps (sentences x beam_size x
+            max_length) of one request.
         max_sentence_chars: longest sentence, in characters.
         max_message_bytes: largest message received or sent (and most values
             one request tensor may declare).
@@ -33,6 +35,7 @@ class Limits:
     """
 
     max_request_sentences: int
+    max_request_cost: int
     max_sentence_chars: int
     max_message_bytes: int
     max_request_seconds: float

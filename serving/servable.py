@@ -181,6 +181,11 @@ class Servable:
         Returns:
             dict of output name -> NumPy array (padding trimmed).
 
+        A request of more decoder steps (sentences x beam_size x
+        max_length) than the batcher's `max_chunk_cost` (0: no chunks) runs
+        in chunks of that cost, interleaved with other requests
+        (`batching.Batcher`).
+
         Raises:
             batching.DeadlineExceededError, batching.QueueFullError: as named.
         """
@@ -192,8 +197,12 @@ class Servable:
                     len(inputs[batch_input]) if batch_input else 1)
         else:
             scalars = tuple(sorted((k, v.item()) for k, v in inputs.items() if k != batch_input))
+            beam_size, max_length, _ = validation.decoding_settings(self, inputs)
+            chunk_cost = self.batcher.options.max_chunk_cost
+            chunk_size = (max(1, chunk_cost // (beam_size * max_length))
+                          if chunk_cost > 0 and beam_size and max_length else None)
             pending = self.batcher.submit((signature, scalars), list(inputs[batch_input]),
-                                          deadline)
+                                          deadline, chunk_size)
             outputs = pending.result(timeout=max(0.0, deadline - time.monotonic()))
         if batch_input is not None and self._metrics is not None:
             self._metrics.sentences.labels(self.name).inc(len(inputs[batch_input]))

@@ -77,6 +77,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     f"{signature!r}: {', '.join(sorted(outputs_spec))})"))
             protos = request.inputs if read_inputs is None else read_inputs(signature_def)
             inputs = validation.check_inputs(servable, signature, protos, runtime.limits)
+            validation.check_cost(servable, signature, inputs, runtime.limits, wanted)
             batch_input = servable.batch_inputs.get(signature)
             if batch_input:
                 info["sentences"] = len(inputs[batch_input])
@@ -186,6 +187,7 @@ class TranslatorServicer(translator_pb2_grpc.TranslatorServicer):
                                                   for field in contract.SCALAR_INPUTS})
             info["signature"] = signature
             validation.check_scalars(servable, inputs)
+            validation.check_cost(servable, signature, inputs, runtime.limits)
             outputs = servable.run(signature, validation.typed(servable, signature, inputs),
                                    deadline)
             return _translate_response(request, name, servable.version, outputs)

@@ -11,10 +11,12 @@ to fill a larger declared shape: a 35-byte request declaring 100,000,000
 strings would otherwise allocate gigabytes.)
 
 `limits` are the server's `runtime.Limits` (`max_request_sentences`,
-`max_sentence_chars`, `max_message_bytes`); scalar ranges come from the
-export's keras_rnn.json (`contract.SCALAR_RANGES`). Each check is made
-once per request: the number of sentences on the proto for `Predict`
-(`check_tensor_proto`), on the request for `Translate`
+`max_sentence_chars`, `max_message_bytes`, `max_request_cost`); scalar
+ranges come from the export's keras_rnn.json (`contract.SCALAR_RANGES`).
+What a request will cost is known from its shapes before it runs
+(`check_cost`): its decoder steps, and the size its response can reach.
+Each check is made once per request: the number of sentences on the proto
+for `Predict` (`check_tensor_proto`), on the request for `Translate`
 (`check_sentence_count`).
 """
 
@@ -266,3 +268,92 @@ def check_scalars(servable, inputs):
             raise ServingError(INVALID, (
                 f"{name}={value} is outside [{low}, {int(high) if high is not None else ''}]"
                 f" ({bound})"))
+
+
+def decoding_settings(servable, inputs):
+    """`(beam_size, max_length, n_best)` of a request: its inputs', else the
+    export's defaults (keras_rnn.json) for a signature without them; None
+    where neither says.
+
+    Args:
+        servable: the `Servable`.
+        inputs: dict of input name -> value.
+
+    Returns:
+        A tuple of three ints or Nones.
+    """
+    def setting(name, default):
+        value = inputs.get(name, default)
+        return None if value is None else int(np.asarray(value))
+
+    return (setting(contract.BEAM_SIZE, servable.metadata.get("beam_size")),
+            setting(contract.MAX_LENGTH, servable.metadata.get("max_length")),
+            setting(contract.N_BEST, 1))
+
+
+def response_bytes(sentences, n_best, max_length, source_pieces, outputs):
+    """The size a translator's response can reach, from its shapes: every
+    hypothesis `max_length` + 1 pieces long (with the end token), each
+    string with 2 bytes of framing and at least 1 byte per piece, float32
+    and int32 values 4 bytes (the alignments, 4 x sentences x n_best x
+    target x source pieces, are most of it).
+
+    Args:
+        sentences, n_best, max_length: of the request.
+        source_pieces: the most subword pieces of a source sentence (with
+            its end token).
+        outputs: names of the outputs answered.
+
+    Returns:
+        The size in bytes.
+    """
+    rows, target = sentences * n_best, max_length + 1
+    sizes = {contract.TRANSLATIONS: rows * (2 + target), contract.SCORES: 4 * rows,
+             contract.LENGTHS: 4 * rows, contract.ALIGNMENTS: 4 * rows * target * source_pieces,
+             contract.SOURCE_PIECES: 3 * sentences * source_pieces,
+             contract.TARGET_PIECES: 3 * rows * target}
+    return sum(sizes.get(name, 0) for name in outputs)
+
+
+def check_cost(servable, signature, inputs, limits, outputs=None):
+    """Checks, before a request runs, its decoder steps (sentences x
+    beam_size x max_length) against `max_request_cost`, and the size its
+    response can reach (`response_bytes`) against `max_message_bytes`.
+
+    Args:
+        servable: the `Servable`.
+        signature: signature key.
+        inputs: dict of every input name -> value (checked).
+        limits: the `Limits`.
+        outputs: names of the outputs answered (default: all of the
+            signature's).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT over `max_request_cost`;
+            RESOURCE_EXHAUSTED when the response could be over
+            `max_message_bytes` (what gRPC answers for a larger message),
+            both naming the limit and the value.
+    """
+    batched = servable.batch_inputs.get(signature)
+    beam_size, max_length, n_best = decoding_settings(servable, inputs)
+    if batched is None or beam_size is None or max_length is None:
+        return
+    sentences = inputs[batched]
+    count = len(sentences)
+    cost = count * beam_size * max_length
+    if cost > limits.max_request_cost:
+        raise ServingError(INVALID, (
+            f"the request asks for {cost} decoder steps ({count} sentences x beam_size "
+            f"{beam_size} x max_length {max_length}); the limit is {limits.max_request_cost} "
+            "(max_request_cost): send fewer sentences, or a smaller beam_size or max_length"))
+    longest = max((len(s) for s in sentences), default=0) + 1  # pieces: at most a byte each
+    source = min(longest, servable.metadata.get("max_source_tokens") or longest) + 1
+    names = list(servable.signature_defs[signature].outputs) if outputs is None else outputs
+    size = response_bytes(count, n_best, max_length, source, names)
+    if size > limits.max_message_bytes:
+        raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, (
+            f"the response can reach {size} bytes ({count} sentences x n_best {n_best} x "
+            f"max_length {max_length}" + (f" x {source} source pieces of alignments"
+                                          if contract.ALIGNMENTS in names else "")
+            + f"); the limit is {limits.max_message_bytes} (max_message_bytes): send fewer "
+            "sentences, or a smaller n_best or max_length"))
