@@ -17,15 +17,23 @@ import yaml
 
 @dataclass
 class DataConfig:
-    """Where the parallel text is: `<dir>/<split>.<lang>`, one sentence a line."""
+    """Where the parallel text is: `<dir>/<split>.<lang>`, one sentence a line.
+
+    `train_split` and `valid_split` may also be lists of names, read one
+    after another as one corpus, and a file may be gzip (`<split>.<lang>.gz`).
+    The tokenized splits are cached in `cache_dir` (None:
+    `$KERAS_RNN_CACHE_DIR`, else `~/.cache/keras-rnn/tokens`; see
+    `training.token_cache`).
+    """
 
     dir: str = "../shared/data/multi30k"
     source_lang: str = "de"
     target_lang: str = "en"
-    train_split: str = "train"
-    valid_split: str = "val"
+    train_split: object = "train"  # a name or a list of names
+    valid_split: object = "val"  # a name or a list of names
     test_split: str = "test_2016_flickr"
     max_length: int = 80  # training pairs with more subword tokens are skipped
+    cache_dir: str = None  # the token cache (None: $KERAS_RNN_CACHE_DIR or ~/.cache)
 
 
 @dataclass
@@ -35,6 +43,11 @@ class TokenizerConfig:
     source_vocab_size: int = 8000
     target_vocab_size: int = 8000
     model_type: str = "unigram"
+    # SentencePiece trains on a seeded sample of this many sentences of a
+    # larger training split (0 = all): 1M sentences give the piece
+    # statistics of an 8k-32k vocabulary, and keep the trainer's memory
+    # (it holds every sentence) to a few GB.
+    max_sentences: int = 1_000_000
 
 
 @dataclass
@@ -162,6 +175,18 @@ class Config:
             value = getattr(getattr(self, section), key)
             if value not in choices:
                 raise ValueError(f"{source}: {section}.{key} must be one of {choices}; got {value!r}.")
+        d = self.data
+        for key in ("train_split", "valid_split"):
+            value = getattr(d, key)
+            names = [value] if isinstance(value, str) else value
+            if not (isinstance(names, list) and names
+                    and all(isinstance(n, str) and n for n in names)):
+                raise ValueError(f"{source}: data.{key} must be a split name or a non-empty "
+                                 f"list of names; got {value!r}.")
+        m = self.tokenizer.max_sentences
+        if not isinstance(m, int) or isinstance(m, bool) or m < 0:
+            raise ValueError(f"{source}: tokenizer.max_sentences must be an integer >= 0; "
+                             f"got {m!r}.")
         t = self.training
         if t.jit_compile not in (True, False, "auto"):
             raise ValueError(f"{source}: training.jit_compile must be true, false or auto; "

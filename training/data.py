@@ -96,11 +96,69 @@ def _decode_line(raw, path, number, offset_base=0):
             path, number) from None
 
 
+def _open_text(path):
+    """Opens a corpus file for reading bytes: plain, or gzip if it ends in ".gz".
+
+    Raises:
+        DataError: the file is missing, a directory or unreadable.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file ({_EXPECTED})", path) from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a text file ({_EXPECTED})",
+                        path) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}", path) from None
+    if path.name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=handle, mode="rb"), handle
+    return handle, handle
+
+
+def iter_lines(path):
+    """Yields the sentences of a UTF-8 text file (plain or `.gz`), one per line.
+
+    The streaming form of `read_lines`: the same checks and the same
+    sentences, without holding the file in memory.
+
+    Args:
+        path: the text file; a name ending in ".gz" is read as gzip.
+
+    Yields:
+        str: each line without its line ending and surrounding whitespace.
+
+    Raises:
+        DataError: as `read_lines` (also for corrupt gzip data).
+    """
+    path = Path(path)
+    stream, raw_handle = _open_text(path)
+    number = 0
+    with raw_handle, stream:
+        try:
+            for number, raw in enumerate(stream, start=1):
+                skipped = 0
+                if number == 1 and raw.startswith(_BOM):
+                    raw, skipped = raw[len(_BOM):], len(_BOM)
+                sentence = _decode_line(raw, path, number, skipped).strip()
+                if not sentence:
+                    raise DataError(f"{path}: line {number} is empty ({_EXPECTED})",
+                                    path, number)
+                yield sentence
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise DataError(f"{path}: corrupt gzip data after line {number}: {e}",
+                            path, number + 1) from None
+    if number == 0:
+        raise DataError(f"{path}: no sentences; the file is empty ({_EXPECTED})", path)
+
+
 def read_lines(path):
     """Reads a UTF-8 text file of one sentence per line.
 
     A UTF-8 byte-order mark at the start of the file is dropped, and each
     line loses its line ending ("\\n" or "\\r\\n") and surrounding whitespace.
+    A file whose name ends in ".gz" is decompressed.
 
     Args:
         path: the text file.
@@ -113,30 +171,7 @@ def read_lines(path):
             message gives the line, the byte offset within it and the bad
             bytes), has an empty or whitespace-only line, or has no lines.
     """
-    path = Path(path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file ({_EXPECTED})", path) from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a text file ({_EXPECTED})",
-                        path) from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}", path) from None
-    sentences = []
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            skipped = 0
-            if number == 1 and raw.startswith(_BOM):
-                raw, skipped = raw[len(_BOM):], len(_BOM)
-            sentence = _decode_line(raw, path, number, skipped).strip()
-            if not sentence:
-                raise DataError(f"{path}: line {number} is empty ({_EXPECTED})",
-                                path, number)
-            sentences.append(sentence)
-    if not sentences:
-        raise DataError(f"{path}: no sentences; the file is empty ({_EXPECTED})", path)
-    return sentences
+    return list(iter_lines(path))
 
 
 def read_parallel(source_path, target_path):
@@ -181,6 +216,30 @@ def corpus_paths(data_dir, split, source_lang, target_lang):
     """
     data_dir = Path(data_dir)
     return data_dir / f"{split}.{source_lang}", data_dir / f"{split}.{target_lang}"
+
+
+def split_files(data_dir, splits, lang):
+    """The files of one side of a split given as one name or a list of names.
+
+    Each name resolves to `<data_dir>/<name>.<lang>`, or to
+    `<data_dir>/<name>.<lang>.gz` where only the gzip file exists; the files
+    of a list are read one after another as one corpus.
+
+    Args:
+        data_dir: the corpus directory.
+        splits: a split name ("train") or a list of them.
+        lang: the language code.
+
+    Returns:
+        A list of Paths, in the order of `splits`.
+    """
+    data_dir = Path(data_dir)
+    paths = []
+    for split in [splits] if isinstance(splits, str) else splits:
+        path = data_dir / f"{split}.{lang}"
+        gz = path.with_name(path.name + ".gz")
+        paths.append(gz if not path.exists() and gz.exists() else path)
+    return paths
 
 
 # ------------------------------------------------------------- downloading

@@ -34,20 +34,76 @@ import numpy as np
 from keras_rnn.training.tokenizer import BOS_ID, EOS_ID, PAD_ID, add_eos
 
 
+class Sequences:
+    """Id sequences stored flat: row `i` is `ids[offsets[i]:offsets[i + 1]]`.
+
+    `ids` and `offsets` may be NumPy arrays or memory maps (the token cache,
+    `training.token_cache`): then the rows stay on disk and only the rows
+    read are paged in, so memory does not grow with the corpus.
+
+    Args:
+        ids: `(T,)` int ids of all rows, concatenated.
+        offsets: `(R + 1,)` int64 row boundaries into `ids`.
+        index: `(N,)` the rows this view holds, in order (None: all).
+    """
+
+    def __init__(self, ids, offsets, index=None):
+        self.ids, self.offsets, self.index = ids, offsets, index
+
+    @classmethod
+    def from_rows(cls, rows):
+        """Sequences from a list of 1-D int sequences (in memory)."""
+        lengths = np.array([len(r) for r in rows], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ids = (np.concatenate([np.asarray(r, np.int32) for r in rows]) if len(rows)
+               else np.zeros(0, np.int32))
+        return cls(ids, offsets)
+
+    def lengths(self):
+        """`(N,)` int64 row lengths."""
+        lengths = np.diff(np.asarray(self.offsets, np.int64))
+        return lengths if self.index is None else lengths[self.index]
+
+    def subset(self, indices):
+        """The rows `indices` of this view, without copying ids."""
+        indices = np.asarray(indices, np.int64)
+        return Sequences(self.ids, self.offsets,
+                         indices if self.index is None else self.index[indices])
+
+    def __len__(self):
+        return len(self.offsets) - 1 if self.index is None else len(self.index)
+
+    def __getitem__(self, item):
+        """Row `item` as an int32 array, or a list of rows for a slice."""
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        i = int(item)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {item} out of range for {len(self)} rows")
+        row = i if self.index is None else int(self.index[i])
+        return np.asarray(self.ids[self.offsets[row]:self.offsets[row + 1]], np.int32)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 class ParallelData:
     """Tokenized pairs: `source[i]` ends with EOS, `target[i]` ends with EOS.
 
     Args:
-        source, target: lists of 1-D int arrays (ids, EOS included).
+        source, target: `Sequences` (in memory or memory-mapped: the token
+            cache), or lists of 1-D int arrays (ids, EOS included).
     """
 
     def __init__(self, source, target):
         if len(source) != len(target):
             raise ValueError(f"{len(source)} sources but {len(target)} targets.")
-        self.source = [np.asarray(s, np.int32) for s in source]
-        self.target = [np.asarray(t, np.int32) for t in target]
-        self.source_lengths = np.array([len(s) for s in self.source], np.int64)
-        self.target_lengths = np.array([len(t) for t in self.target], np.int64)
+        self.source = source if isinstance(source, Sequences) else Sequences.from_rows(source)
+        self.target = target if isinstance(target, Sequences) else Sequences.from_rows(target)
+        self.source_lengths = self.source.lengths()
+        self.target_lengths = self.target.lengths()
 
     @classmethod
     def encode(cls, source_tokenizer, target_tokenizer, source_lines, target_lines):
@@ -59,10 +115,11 @@ class ParallelData:
         return len(self.source)
 
     def subset(self, indices):
-        return ParallelData([self.source[i] for i in indices],
-                            [self.target[i] for i in indices])
+        """The pairs `indices`, sharing this data's ids."""
+        return ParallelData(self.source.subset(indices), self.target.subset(indices))
 
     def lengths(self):
+        """`(N,)` pair lengths: the longer side's, EOS included."""
         return np.maximum(self.source_lengths, self.target_lengths)
 
     def batch(self, indices, length=None):

@@ -38,13 +38,14 @@ def train_tokenizer(paths, model_path, vocab_size=8000, model_type="unigram",
     """Trains a SentencePiece model on text files and writes `model_path`.
 
     Args:
-        paths: text files, one sentence per line (the training split).
+        paths: text files, one sentence per line (the training split);
+            names ending in ".gz" are read as gzip.
         model_path: where the `.model` file is written (atomically).
         vocab_size: number of pieces, the four specials included.
         model_type: "unigram" (default) or "bpe".
         character_coverage: fraction of characters covered by the model.
-        max_sentences: train on this many sentences, sampled with `seed`
-            (0 = all).
+        max_sentences: train on this many sentences, sampled with `seed`,
+            when the files hold more (0 = all).
         seed: the sampling seed (also SentencePiece's random seed).
 
     Returns:
@@ -60,16 +61,18 @@ def train_tokenizer(paths, model_path, vocab_size=8000, model_type="unigram",
             raise FileNotFoundError(f"{p}: no such file (tokenizer training text).")
     spm.set_random_generator_seed(seed)
     source = dict(input=paths)
-    if max_sentences:
+    plain = not any(p.endswith(".gz") for p in paths)
+    if max_sentences or not plain:
         # SentencePiece's own sampling (`input_sentence_size`) differs from
-        # run to run whatever the seed; sample here, reproducibly.
-        lines = [line for p in paths
-                 for line in Path(p).read_text(encoding="utf-8").splitlines() if line.strip()]
-        if len(lines) > max_sentences:
+        # run to run whatever the seed; sample here, reproducibly, streaming
+        # the files twice (count, then keep) rather than holding them.
+        count = sum(1 for _ in _text_lines(paths))
+        keep = None
+        if max_sentences and count > max_sentences:
             keep = np.sort(np.random.default_rng(seed).choice(
-                len(lines), max_sentences, replace=False))
-            lines = [lines[i] for i in keep]
-        source = dict(sentence_iterator=iter(lines))
+                count, max_sentences, replace=False))
+        if keep is not None or not plain:
+            source = dict(sentence_iterator=_sampled(_text_lines(paths), keep))
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         **source, model_writer=buffer, vocab_size=vocab_size,
@@ -85,6 +88,34 @@ def train_tokenizer(paths, model_path, vocab_size=8000, model_type="unigram",
     temporary.write_bytes(buffer.getvalue())
     os.replace(temporary, model_path)
     return Tokenizer(model_path)
+
+
+def _text_lines(paths):
+    """The non-blank lines of text files (plain or gzip), streamed."""
+    import gzip
+
+    for p in paths:
+        with (gzip.open(p, "rt", encoding="utf-8") if p.endswith(".gz")
+              else open(p, encoding="utf-8")) as f:
+            for line in f:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield line
+
+
+def _sampled(lines, keep):
+    """The lines whose 0-based positions are in the sorted array `keep` (None: all)."""
+    if keep is None:
+        yield from lines
+        return
+    wanted = iter(keep.tolist())
+    target = next(wanted, None)
+    for i, line in enumerate(lines):
+        if i == target:
+            yield line
+            target = next(wanted, None)
+            if target is None:
+                return
 
 
 class Tokenizer:
@@ -123,9 +154,19 @@ class Tokenizer:
 
     # ---------------------------------------------------------------- Python
 
-    def encode(self, sentences):
-        """Sentences -> lists of ids (no BOS/EOS)."""
-        return self._sp.encode(list(sentences), out_type=int)
+    def encode(self, sentences, num_threads=None):
+        """Sentences -> lists of ids (no BOS/EOS).
+
+        Args:
+            sentences: an iterable of str.
+            num_threads: SentencePiece encoder threads (None: its default).
+
+        Returns:
+            One list of int ids per sentence.
+        """
+        if num_threads is None:
+            return self._sp.encode(list(sentences), out_type=int)
+        return self._sp.encode(list(sentences), out_type=int, num_threads=num_threads)
 
     def pieces(self, sentences):
         """Sentences -> lists of pieces (for attention plots)."""

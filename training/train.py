@@ -49,6 +49,7 @@ import keras
 import numpy as np
 
 from keras_rnn.training import data as data_lib
+from keras_rnn.training import token_cache
 from keras_rnn.training.checkpoints import Checkpoints
 from keras_rnn.training.controller import Controller, CtrlC, PartialEpoch
 from keras_rnn.training.evaluate import translate_ids
@@ -97,45 +98,73 @@ def load_tokenizers(config, train_if_missing=True, staging=None):
             raise FileNotFoundError(f"{path}: no tokenizer (train the run first).")
         if staging is not None:
             path = Path(staging) / path.name
-        text = Path(d.dir) / f"{d.train_split}.{lang}"
-        data_lib.read_lines(text)  # clear errors before SentencePiece sees the file
-        log(f"Training the {lang} SentencePiece model ({size} pieces) on {text}")
+        texts = data_lib.split_files(d.dir, d.train_split, lang)
+        for text in texts:  # clear errors before SentencePiece sees the files
+            for _ in data_lib.iter_lines(text):
+                pass
+        log(f"Training the {lang} SentencePiece model ({size} pieces) on "
+            + ", ".join(map(str, texts)))
         tokenizers.append(train_tokenizer(
-            [text], path, vocab_size=size, model_type=config.tokenizer.model_type,
-            seed=config.training.seed,
+            texts, path, vocab_size=size, model_type=config.tokenizer.model_type,
+            max_sentences=config.tokenizer.max_sentences, seed=config.training.seed,
         ))
     return tokenizers
 
 
 def load_corpus(config, staging=None, replicas=1):
-    """Reads, checks and tokenizes the training and validation splits.
+    """The tokenized training and validation splits, from the token cache.
 
+    Each split is tokenized once into the token cache (`training.token_cache`)
+    and memory-mapped: a resumed run (or another run with the same data and
+    tokenizers) neither re-reads the text nor calls the tokenizer, except
+    for the validation references (the validation split's target text).
     Every data problem raises `DataError` naming the file and line, also a
     pair too long for `training.max_tokens` (`check_lengths`).
+
+    Args:
+        config: the run's `Config`.
+        staging: where missing tokenizers are trained (`load_tokenizers`).
+        replicas: the data-parallel replicas (batch sizes are multiples).
+
+    Returns:
+        A `Corpus`.
     """
     d, t = config.data, config.training
-    train_paths = data_lib.corpus_paths(d.dir, d.train_split, d.source_lang, d.target_lang)
-    valid_paths = data_lib.corpus_paths(d.dir, d.valid_split, d.source_lang, d.target_lang)
-    train_lines = data_lib.read_parallel(*train_paths)
-    valid_lines = data_lib.read_parallel(*valid_paths)
+    splits = {}
+    for name, split in (("train", d.train_split), ("valid", d.valid_split)):
+        splits[name] = (data_lib.split_files(d.dir, split, d.source_lang),
+                        data_lib.split_files(d.dir, split, d.target_lang))
     source_tokenizer, target_tokenizer = load_tokenizers(config, staging=staging)
-    train = ParallelData.encode(source_tokenizer, target_tokenizer, *train_lines)
+    root = token_cache.cache_root(d.cache_dir)
+    loaded = {name: token_cache.tokenized_split(root, *files, source_tokenizer,
+                                                target_tokenizer, name=name)
+              for name, files in splits.items()}
+    (train, train_meta), (valid, valid_meta) = loaded["train"], loaded["valid"]
     keep = np.flatnonzero(train.lengths() <= d.max_length)
     skipped = len(train) - len(keep)
     if skipped:
         train = train.subset(keep)
-    valid = ParallelData.encode(source_tokenizer, target_tokenizer, *valid_lines)
-    check_lengths(train, train_paths, t, line_numbers=keep + 1, replicas=replicas)
-    check_lengths(valid, valid_paths, t, replicas=replicas)
-    return Corpus(source_tokenizer, target_tokenizer, train, valid, valid_lines[1], skipped)
+    check_lengths(train, lambda i: token_cache.locate_line(*splits["train"], train_meta,
+                                                           int(keep[i])),
+                  t, replicas=replicas)
+    check_lengths(valid, lambda i: token_cache.locate_line(*splits["valid"], valid_meta, i),
+                  t, replicas=replicas)
+    references = [line for path in splits["valid"][1] for line in data_lib.iter_lines(path)]
+    return Corpus(source_tokenizer, target_tokenizer, train, valid, references, skipped)
 
 
-def check_lengths(data, paths, training, line_numbers=None, replicas=1):
+def check_lengths(data, locate, training, replicas=1):
     """Raises `DataError` (file, line) for the first pair no batch can hold.
 
     A batch holds `max_tokens` padded tokens on each side, in rows of a
     multiple of the replicas: a pair longer than `max_tokens // multiple`
     (after rounding up to `bucket_width`) fits no batch.
+
+    Args:
+        data: the `ParallelData`.
+        locate: pair index -> `(source_path, target_path, line)`.
+        training: the `TrainingConfig`.
+        replicas: the data-parallel replicas.
     """
     multiple = math.lcm(replicas, training.batch_multiple)
     limit = training.max_tokens // multiple
@@ -146,8 +175,8 @@ def check_lengths(data, paths, training, line_numbers=None, replicas=1):
         return
     i = int(bad[0])
     source_longer = data.source_lengths[i] >= data.target_lengths[i]
-    path = paths[0] if source_longer else paths[1]
-    line = int(line_numbers[i]) if line_numbers is not None else i + 1
+    source_path, target_path, line = locate(i)
+    path = source_path if source_longer else target_path
     tokens = int(data.lengths()[i])
     raise data_lib.DataError(
         f"{path}: line {line} is {tokens} subword tokens long ({int(padded[i])} rounded up to "

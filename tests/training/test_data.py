@@ -16,9 +16,11 @@ from keras_rnn.training.data import (
     corpus_paths,
     download,
     download_multi30k,
+    iter_lines,
     read_lines,
     read_parallel,
     sha256_file,
+    split_files,
 )
 
 MULTI30K = Path(__file__).resolve().parents[3] / "shared/data/multi30k"
@@ -116,6 +118,27 @@ def test_crlf_bom_and_whitespace(tmp_path):
 def test_no_trailing_newline(tmp_path):
     path = _write(tmp_path / "n.en", b"one\ntwo")
     assert read_lines(path) == ["one", "two"]
+
+
+def test_gzip_input_reads_as_plain_and_names_its_lines(tmp_path):
+    plain = _write(tmp_path / "g.en", b"\xef\xbb\xbfone\r\n two \n")
+    gz = _write(tmp_path / "g2.en.gz", gzip.compress(plain.read_bytes()))
+    assert read_lines(gz) == read_lines(plain) == ["one", "two"]
+    assert list(iter_lines(gz)) == ["one", "two"]
+    bad = _write(tmp_path / "bad.en.gz", gzip.compress(b"ok\n\n"))
+    with pytest.raises(DataError, match="line 2 is empty"):
+        read_lines(bad)
+    truncated = _write(tmp_path / "cut.en.gz", gzip.compress(b"ok\n" * 1000)[:-20])
+    with pytest.raises(DataError, match="corrupt gzip data"):
+        read_lines(truncated)
+
+
+def test_split_files_takes_a_name_or_a_list_and_finds_gzip(tmp_path):
+    _write(tmp_path / "a.de", b"x\n")
+    _write(tmp_path / "b.de.gz", gzip.compress(b"y\n"))
+    assert split_files(tmp_path, "a", "de") == [tmp_path / "a.de"]
+    assert split_files(tmp_path, ["a", "b"], "de") == [tmp_path / "a.de", tmp_path / "b.de.gz"]
+    assert split_files(tmp_path, "c", "de") == [tmp_path / "c.de"]  # missing: named as plain
 
 
 # -------------------------------------------------------------- downloading

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from keras_rnn.training.config import Config
-from keras_rnn.training.pipeline import BatchPlan, ParallelData, competence, numpy_batches, tf_dataset
+from keras_rnn.training.pipeline import (BatchPlan, ParallelData, Sequences, competence,
+                                          numpy_batches, tf_dataset)
 from keras_rnn.training.tokenizer import EOS_ID
 
 # ----------------------------------------------------------------- batching
@@ -19,6 +20,28 @@ def test_batch_shifts_target_and_fills_empty_rows():
     np.testing.assert_array_equal(inputs["source"], [[7, 2, 0, 0], [5, 6, 2, 0], [2, 0, 0, 0]])
     np.testing.assert_array_equal(labels, [[9, 10, 11, 2], [8, 2, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(inputs["target"], [[1, 9, 10, 11], [1, 8, 0, 0], [1, 0, 0, 0]])
+
+
+def test_flat_sequences_index_slice_and_subset_like_lists():
+    rows = [[5, 6, EOS_ID], [7, EOS_ID], [8, 9, 10, EOS_ID]]
+    seqs = Sequences.from_rows(rows)
+    np.testing.assert_array_equal(seqs.offsets, [0, 3, 5, 9])
+    assert len(seqs) == 3 and [r.tolist() for r in seqs] == rows
+    assert seqs[-1].dtype == np.int32 and [r.tolist() for r in seqs[:2]] == rows[:2]
+    np.testing.assert_array_equal(seqs.lengths(), [3, 2, 4])
+    sub = seqs.subset([2, 0]).subset([1])
+    assert len(sub) == 1 and sub[0].tolist() == rows[0] and sub.lengths().tolist() == [3]
+    with pytest.raises(IndexError):
+        seqs[3]
+    # uint16 storage (the token cache) reads back as the same int32 rows.
+    narrow = Sequences(seqs.ids.astype(np.uint16), seqs.offsets)
+    data = ParallelData(narrow, seqs)
+    wide = ParallelData(rows, rows)
+    for a, b in zip(data.batch(np.array([2, -1, 0])), wide.batch(np.array([2, -1, 0]))):
+        for x, y in zip(a.values() if isinstance(a, dict) else [a],
+                        b.values() if isinstance(b, dict) else [b]):
+            assert x.dtype == np.int32
+            np.testing.assert_array_equal(x, y)
 
 
 def random_lengths(n=3000, seed=0):
