@@ -42,6 +42,7 @@ from keras_rnn._checks import check_units
 from keras_rnn._checks import get_activation
 from keras_rnn._checks import get_initializer
 from keras_rnn._keras_private import DropoutRNNCell
+from keras_rnn._quantize import QuantizableCell
 
 
 class CellNoise(NamedTuple):
@@ -124,7 +125,7 @@ class _LayerNorm(keras.layers.LayerNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
-class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
+class RecurrentCell(QuantizableCell, DropoutRNNCell, keras.layers.Layer):
     """Base of `SimpleRNNCell`, `LSTMCell` and `GRUCell`.
 
     Subclasses set `num_gates` (blocks of `units` columns in `kernel`),
@@ -176,7 +177,9 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         # split, the same function either way): Keras 3's cells accept it,
         # and so do ours; it changes nothing.
         kwargs.pop("implementation", None)
+        quantization_config = kwargs.pop("quantization_config", None)
         super().__init__(**kwargs)
+        self._init_quantization(quantization_config)  # `cell.quantize`
         self.units = check_units(units)
         self.activation = get_activation("activation", activation)
         self.use_bias = bool(use_bias)
@@ -243,20 +246,26 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
     def build(self, input_shape):
         input_dim = input_shape[-1]
         width = self.num_gates * self.units
-        self.kernel = self.add_weight(
-            shape=(input_dim, width),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
+        if self.quantization_mode:
+            # A saved int8 cell (`keras_rnn._quantize`), as `Dense` builds.
+            self.quantized_build(
+                (input_dim, width), self.quantization_mode, self.quantization_config
+            )
+        else:
+            self.kernel = self.add_weight(
+                shape=(input_dim, width),
+                name="kernel",
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+            )
+            self.recurrent_kernel = self.add_weight(
+                shape=(self.units, width),
+                name="recurrent_kernel",
+                initializer=self.recurrent_initializer,
+                regularizer=self.recurrent_regularizer,
+                constraint=self.recurrent_constraint,
+            )
         if self.use_bias:
             self.bias = self.add_weight(
                 shape=self._bias_shape(),
@@ -304,7 +313,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
         Returns:
             Tensor of shape `inputs.shape[:-1] + (num_gates * units,)`.
         """
-        zx = ops.matmul(inputs, self.kernel)
+        zx = self.input_matmul(inputs)
         if self.layer_norm:
             zx = self.kernel_norm(zx)
         if self.use_bias:
@@ -459,6 +468,7 @@ class RecurrentCell(DropoutRNNCell, keras.layers.Layer):
                 self.norm_beta_initializer
             ),
             "seed": self.seed,
+            **self._quantization_config_entry(),
         }
         base_config = super().get_config()
         return {**base_config, **config}

@@ -99,7 +99,13 @@ class FusedRNN(keras.layers.RNN):
         zoneout, so those configurations report False here. `get_config`
         keeps the argument as given.
         """
-        return self._use_cudnn if self._has_cudnn_kernel else False
+        return self._use_cudnn if self._cudnn_applies else False
+
+    @property
+    def _cudnn_applies(self):
+        # An int8 cell (`cell.quantize`) runs the fused loop: Keras's kernels
+        # take float weights.
+        return self._has_cudnn_kernel and not self.cell.quantization_mode
 
     @use_cudnn.setter
     def use_cudnn(self, value):
@@ -176,7 +182,7 @@ class FusedRNN(keras.layers.RNN):
         # training step too.
         if (
             self._use_cudnn in ("auto", True)
-            and self._has_cudnn_kernel
+            and self._cudnn_applies
             and not cell.recurrent_dropout
         ):
             try:
@@ -263,9 +269,9 @@ class FusedRNN(keras.layers.RNN):
         cell_config = {
             key: value
             for key, value in self.cell.get_config().items()
-            if key not in ("name", "trainable", "dtype")
+            if key not in ("name", "trainable", "dtype", "quantization_config")
         }
-        return {
+        config = {
             **config,
             **cell_config,
             "activity_regularizer": keras.regularizers.serialize(
@@ -273,7 +279,24 @@ class FusedRNN(keras.layers.RNN):
             ),
             "use_cudnn": self._use_cudnn,
         }
+        if self.cell.quantization_mode:
+            # An int8 cell (`cell.quantize`): its policy and quantization
+            # config, for `from_config` to rebuild its int8 variables.
+            config["cell_quantization"] = {
+                "dtype": keras.dtype_policies.serialize(self.cell.dtype_policy),
+                "config": keras.saving.serialize_keras_object(
+                    self.cell.quantization_config
+                ),
+            }
+        return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        quantization = config.pop("cell_quantization", None)
+        layer = cls(**config)
+        if quantization is not None:
+            cell = layer.cell
+            cell._init_quantization(quantization["config"])
+            cell.dtype_policy = keras.dtype_policies.deserialize(quantization["dtype"])
+        return layer

@@ -23,6 +23,7 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401
 # LSTM/GRU take on a GPU, also not in `keras.ops`.
 # `backend.get_autocast_scope` / `backend.AutocastScope`: see `autocast`.
 from keras.src import backend as _backend
+from keras.src.quantizers.utils import should_quantize_layer  # noqa: F401
 
 lstm = _backend.lstm
 gru = _backend.gru

@@ -159,7 +159,7 @@ class GRUCell(RecurrentCell):
         x_z, x_r, x_h = ops.split(zx, 3, axis=-1)
         units = self.units
         if self.reset_after:
-            zh = ops.matmul(h_in, self.recurrent_kernel)
+            zh = self.recurrent_matmul(h_in)
             if self.layer_norm:
                 zh = self.recurrent_norm(zh)
             if self.use_bias:
@@ -169,13 +169,13 @@ class GRUCell(RecurrentCell):
             r = self.recurrent_activation(x_r + h_r)
             candidate = self.activation(x_h + r * h_h)
         else:
-            zh = ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units])
+            zh = self.recurrent_matmul(h_in, 0, 2 * units)
             if self.layer_norm:
                 zh = self.recurrent_norm(zh)
             h_z, h_r = ops.split(zh, 2, axis=-1)
             z = self.recurrent_activation(x_z + h_z)
             r = self.recurrent_activation(x_r + h_r)
-            h_h = ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units :])
+            h_h = self.recurrent_matmul(r * h_in, 2 * units)
             if self.layer_norm:
                 h_h = self.candidate_norm(h_h)
             candidate = self.activation(x_h + h_h)

@@ -184,7 +184,7 @@ class LSTMCell(RecurrentCell):
         noise = NO_NOISE if noise is None else noise
         h_tm1, c_tm1 = states[0], states[1]
         h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
-        zh = ops.matmul(h_in, self.recurrent_kernel)
+        zh = self.recurrent_matmul(h_in)
         if self.layer_norm:
             zh = self.recurrent_norm(zh)
         i, f, g, o = ops.split(zx + zh, 4, axis=-1)

@@ -30,6 +30,7 @@ from keras_rnn._checks import check_positive_int
 from keras_rnn._checks import check_rate
 from keras_rnn._checks import check_units
 from keras_rnn._keras_private import autocast
+from keras_rnn import _quantize
 from keras_rnn.attention import BahdanauAttention
 from keras_rnn.attention import LuongAttention
 from keras_rnn.attention_wrapper import AttentionWrapper
@@ -445,6 +446,28 @@ class Seq2Seq(keras.Model):
         """
         return decoding.decode(self, source, method, batch_size, **settings)
 
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """`Model.quantize`, plus the recurrent cells (`"int8"`).
+
+        Keras quantizes the embeddings and the `Dense` layers (bridge,
+        attention layer, output projection) and the cells without sublayers;
+        `keras_rnn._quantize.quantize_cells` then quantizes the cells it
+        skips (those with `layer_norm=True`): kernels and recurrent kernels
+        int8 with per-output-channel scales, inputs quantized per row,
+
+            x @ W ~= (x_q @ W_q) / (s_x * s_W)
+
+        The attention mechanism's own kernels (`query_kernel`,
+        `memory_kernel`, `attention_v`) stay float. Compiled decoders are
+        dropped, so the next `decode` traces the quantized model.
+
+        Args:
+            mode, config, filters, **kwargs: as `keras.Model.quantize`.
+        """
+        super().quantize(mode, config=config, filters=filters, **kwargs)
+        _quantize.quantize_cells(self, mode, config=config, filters=filters)
+        self.__dict__.pop("_decoder_cache", None)
+
     # --------------------------------------------------------------- config
 
     def get_config(self):
@@ -477,8 +500,15 @@ class Seq2Seq(keras.Model):
             ),
             "decoding": self.decoding.to_dict(),
             "seed": self.seed,
+            # After `quantize`: which layers are int8 (`keras_rnn._quantize`).
+            **({"quantization": entries} if (
+                entries := _quantize.quantization_entries(self)) else {}),
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        quantization = config.pop("quantization", None)
+        model = cls(**config)
+        _quantize.apply_quantization_entries(model, quantization)
+        return model

@@ -6,7 +6,6 @@ described in `keras_rnn.cells`.
 """
 
 import keras
-from keras import ops
 
 from keras_rnn._cell import NO_NOISE
 from keras_rnn._cell import RecurrentCell
@@ -123,7 +122,7 @@ class SimpleRNNCell(RecurrentCell):
         noise = NO_NOISE if noise is None else noise
         h_tm1 = states[0]
         h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
-        zh = ops.matmul(h_in, self.recurrent_kernel)
+        zh = self.recurrent_matmul(h_in)
         if self.layer_norm:
             zh = self.recurrent_norm(zh)
         h = self.activation(zx + zh)

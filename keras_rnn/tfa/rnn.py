@@ -18,7 +18,6 @@ Tests: `tests/keras_rnn/tfa/test_rnn.py`.
 """
 
 import keras
-from keras import ops
 
 from keras_rnn import cells
 from keras_rnn._cell import NO_NOISE
@@ -236,13 +235,13 @@ class LayerNormSimpleRNNCell(cells.SimpleRNNCell):
 
     def project_inputs(self, inputs):
         """`W x` only: TF Addons adds the bias after the normalization."""
-        return ops.matmul(inputs, self.kernel)
+        return self.input_matmul(inputs)
 
     def step(self, zx, states, noise=None):
         noise = NO_NOISE if noise is None else noise
         h_tm1 = states[0]
         h_in = h_tm1 if noise.recurrent_mask is None else h_tm1 * noise.recurrent_mask
-        z = self.layernorm(zx + ops.matmul(h_in, self.recurrent_kernel))
+        z = self.layernorm(zx + self.recurrent_matmul(h_in))
         if self.use_bias:
             z = z + self.bias
         h = self.activation(z)
