@@ -1,8 +1,8 @@
 """Serving throughput, latency and memory on localhost.
 
     KERAS_BACKEND=tensorflow python benchmarks/bench_serving.py models/quick \
-        [--concurrency 1 8 32] [--requests-per-client 8] [--beam-size 5] \
-        [--protocols grpc grpc-no-deadline rest] [--batching both|on|off]
+        [--concurrency 1 8 32] [--requests-per-client 8] [--beam-size N] \
+        [--protocols grpc grpc-no-deadline rest rest-keepalive] [--batching both|on|off]
     KERAS_BACKEND=tensorflow python benchmarks/bench_serving.py models/quick \
         --soak 100000 --reloads 5 --batching on --protocols
 
@@ -10,12 +10,15 @@ For each setting (dynamic batching on, then off) this starts `keras-rnn
 serve` in a subprocess on free localhost ports (gRPC and the REST API),
 times start to ready (model loaded and warmed: the first SERVING health
 answer), then for each protocol runs `concurrency` client threads, each
-sending one-sentence requests over the Multi30k test sentences (beam 5),
+sending one-sentence requests over the Multi30k test sentences,
 and reports sentences/s and p50/p99 latency. Protocols: `grpc` (stock
 `PredictionServiceStub.Predict` with a 120 s deadline), `grpc-no-deadline`
 (the same call with no `timeout`, as stock clients and grpcurl send it),
 `rest` (`POST /v1/models/NAME:predict` with `{"instances": [...]}`, one
-urllib request each, as curl). The server's peak resident memory (VmHWM)
+urllib request each, as curl), `rest-keepalive` (the same on one HTTP/1.1
+connection a client thread). Requests name only the sentence
+(`serving_default`, the export's beam size) unless `--beam-size` is given
+(then `translate_with_options`). The server's peak resident memory (VmHWM)
 is read from /proc before it is stopped. The clients share the machine's
 cores with the server.
 
@@ -41,6 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import http.client
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,16 +65,41 @@ def memory_mib(pid, field="VmHWM"):
 
 def caller(protocol, target, rest_port, model_name, beam_size):
     """A function text -> None that sends one translation request over
-    `protocol` and raises on failure; and a close function."""
-    if protocol == "rest":
-        url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}:predict"
+    `protocol` and raises on failure; and a close function.
+
+    With `beam_size` None the request names only the sentence and goes to
+    `serving_default` (the export's own beam size), as a stock client's
+    does; otherwise to `translate_with_options` with that beam size.
+    """
+    signature = {} if beam_size is None else {"signature_name": "translate_with_options"}
+    if protocol in ("rest", "rest-keepalive"):
+        path = f"/v1/models/{model_name}:predict"
+
+        def body(text):
+            if beam_size is None:
+                return json.dumps({"instances": [text]}).encode()
+            return json.dumps({**signature, "inputs": {"inputs": [text],
+                                                       "beam_size": beam_size}}).encode()
+
+        if protocol == "rest":  # a new connection a request, as curl
+            def call(text):
+                request = urllib.request.Request(f"http://127.0.0.1:{rest_port}{path}",
+                                                 data=body(text), method="POST")
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    json.loads(response.read())
+            return call, lambda: None
+
+        local = threading.local()  # one kept-alive connection a client thread
 
         def call(text):
-            body = json.dumps({"instances": [{"inputs": text, "beam_size": beam_size}]})
-            request = urllib.request.Request(url, data=body.encode(), method="POST")
-            with urllib.request.urlopen(request, timeout=120) as response:
-                json.loads(response.read())["predictions"][0]["translations"]
-
+            if not hasattr(local, "connection"):
+                local.connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=120)
+            local.connection.request("POST", path, body=body(text),
+                                     headers={"Content-Type": "application/json"})
+            response = local.connection.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
         return call, lambda: None
     import grpc
     import tensorflow as tf
@@ -79,13 +108,15 @@ def caller(protocol, target, rest_port, model_name, beam_size):
     channel = grpc.insecure_channel(target)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     timeout = None if protocol == "grpc-no-deadline" else 120
-    beam = tf.make_tensor_proto(beam_size, tf.int32)
+    beam = None if beam_size is None else tf.make_tensor_proto(beam_size, tf.int32)
 
     def call(text):
         r = predict_pb2.PredictRequest()
         r.model_spec.name = model_name
         r.inputs["inputs"].CopyFrom(tf.make_tensor_proto([text], tf.string))
-        r.inputs["beam_size"].CopyFrom(beam)
+        if beam is not None:
+            r.model_spec.signature_name = signature["signature_name"]
+            r.inputs["beam_size"].CopyFrom(beam)
         stub.Predict(r, timeout=timeout)
 
     return call, channel.close
@@ -268,13 +299,14 @@ def main(argv=None):
     parser.add_argument("model_dir", help="an exported model: BASE/NAME (holding versions)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests-per-client", type=int, default=8)
-    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--beam-size", type=int, default=None,
+                        help="default: the export's own (serving_default, the sentence only)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-ms", type=float, default=5.0)
     parser.add_argument("--num-batch-threads", type=int, default=1)
     parser.add_argument("--batching", choices=("both", "on", "off"), default="both")
     parser.add_argument("--protocols", nargs="*", default=["grpc"],
-                        choices=("grpc", "grpc-no-deadline", "rest"))
+                        choices=("grpc", "grpc-no-deadline", "rest", "rest-keepalive"))
     parser.add_argument("--warmup-requests", type=int, default=256,
                         help="requests sent and not reported before the rows")
     parser.add_argument("--soak", type=int, default=0, help="requests of the memory soak")
