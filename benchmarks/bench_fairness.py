@@ -1,7 +1,7 @@
 """A small request's latency alone and while a maximal request runs.
 
     KERAS_BACKEND=tensorflow python benchmarks/bench_fairness.py models/quick \
-        [--max-chunk-cost 0 2048] [--before-root /tmp/keras-rnn-before]
+        [--max-chunk-cost 0 2048] [--num-batch-threads 1 2] [--before-root /tmp/keras-rnn-before]
 
 For each `--max-chunk-cost` (0: no chunks) this starts `keras-rnn serve` on
 the export base directory in a subprocess, sends a one-sentence request
@@ -72,7 +72,7 @@ def predict(stub, sentences, signature="serving_default", **scalars):
     return time.perf_counter() - start, code
 
 
-def measure(base_dir, chunk_cost, probe_at, root=ROOT):
+def measure(base_dir, chunk_cost, probe_at, root=ROOT, batch_threads=None):
     """The latencies of one server setting, in milliseconds.
 
     Args:
@@ -80,6 +80,7 @@ def measure(base_dir, chunk_cost, probe_at, root=ROOT):
         chunk_cost: `--max-chunk-cost`, or None for a server without it.
         probe_at: seconds after the maximal request to send small ones.
         root: the checkout whose server runs.
+        batch_threads: `--num-batch-threads`, or None for the default.
 
     Returns:
         A dict of the results.
@@ -92,6 +93,8 @@ def measure(base_dir, chunk_cost, probe_at, root=ROOT):
                "--port", str(port), "--log-level", "WARNING"]
     if chunk_cost is not None:
         command += ["--max-chunk-cost", str(chunk_cost), "--max-request-cost", "40960"]
+    if batch_threads is not None:
+        command += ["--num-batch-threads", str(batch_threads)]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
@@ -120,6 +123,7 @@ def measure(base_dir, chunk_cost, probe_at, root=ROOT):
             refused = predict(stub, [LONG] * 64, "translate_with_alignments", **MAXIMAL)
         ms = lambda seconds: round(1000 * seconds, 1)  # noqa: E731
         return {"server": str(root), "max_chunk_cost": chunk_cost,
+                "num_batch_threads": batch_threads,
                 "alone_ms": ms(statistics.median(alone)),
                 "during_maximal_ms": {f"at {at} s": ms(loaded[at]) for at in probe_at},
                 "maximal_ms": ms(large["t"][0]), "maximal_code": large["t"][1],
@@ -134,13 +138,17 @@ def main():
     parser.add_argument("base_dir", help="model base directory (keras-rnn export's)")
     parser.add_argument("--max-chunk-cost", type=int, nargs="+", default=[0, 2048])
     parser.add_argument("--probe-at", type=float, nargs="+", default=[0.5, 2.0, 4.0])
+    parser.add_argument("--num-batch-threads", type=int, nargs="+", default=[None],
+                        help="batch threads of each server measured (default: the server's)")
     parser.add_argument("--before-root", help="another checkout to measure first")
     args = parser.parse_args()
     if args.before_root:
         print(json.dumps(measure(args.base_dir, None, args.probe_at, args.before_root)),
               flush=True)
-    for chunk_cost in args.max_chunk_cost:
-        print(json.dumps(measure(args.base_dir, chunk_cost, args.probe_at)), flush=True)
+    for threads in args.num_batch_threads:
+        for chunk_cost in args.max_chunk_cost:
+            print(json.dumps(measure(args.base_dir, chunk_cost, args.probe_at,
+                                     batch_threads=threads)), flush=True)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,12 @@ class BatchingOptions:
             in milliseconds.
         max_enqueued_batches: most batches (open or full) waiting to run.
         max_queued_sentences: most sentences waiting, over all batches.
-        num_batch_threads: threads running batches.
+        num_batch_threads: threads running batches. Two by default: one
+            runs a large request's chunk while the other takes the small
+            requests that arrive meanwhile (on the quick model a small
+            request then waits 1.4-1.7x its unloaded latency behind a
+            maximal request, against 2.8-6.5x with one thread;
+            benchmarks/README.md, "Serving under pressure").
         max_chunk_cost: most decoder steps (sentences x beam_size x
             max_length) of a request queued at a time: a larger request runs
             in chunks of that cost, interleaved with other requests, so one
@@ -47,7 +52,7 @@ class BatchingOptions:
     batch_timeout_ms: float = 5.0
     max_enqueued_batches: int = 64
     max_queued_sentences: int = 1024
-    num_batch_threads: int = 1
+    num_batch_threads: int = 2
     max_chunk_cost: int = 2048
 
 
