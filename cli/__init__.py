@@ -249,6 +249,9 @@ def build_parser():
                         help="largest max_length a request may ask for")
     export.add_argument("--max-source-tokens", type=int, default=exported.max_source_tokens,
                         help="longest source sentence accepted, in subwords")
+    export.add_argument("--quantize", default=exported.quantize, metavar="MODE",
+                        help="quantize the weights before tracing: int8 (kernels of the "
+                             "cells, Dense layers and embeddings; default: float32)")
 
     return parser
 

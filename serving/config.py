@@ -175,6 +175,10 @@ class ExportConfig:
         max_source_tokens: longest source sentence accepted, in subwords
             (default: the model's `max_source_length`, else 4 x the
             training data's `max_length`).
+        quantize: None (float32), or `"int8"`: the loaded model is
+            quantized with `Seq2Seq.quantize("int8")` before the graph is
+            traced (int8 kernels of the cells, `Dense` layers and
+            embeddings; `QUANTIZE_MODES`).
     """
 
     model_name: str = None
@@ -184,6 +188,11 @@ class ExportConfig:
     max_length: int = None
     max_length_limit: int = None
     max_source_tokens: int = None
+    quantize: str = None
+
+
+# The values of `ExportConfig.quantize` (`keras-rnn export --quantize`).
+QUANTIZE_MODES = ("int8",)
 
 
 def config_from_args(args):

@@ -44,6 +44,14 @@ than `max_source_tokens` subwords, `beam_size` outside
 `[1, max_beam_size]`, `n_best` outside `[1, beam_size]`, `max_length`
 outside `[1, max_length_limit]`.
 
+`--quantize int8` (`ExportConfig.quantize`) quantizes the loaded model with
+`Seq2Seq.quantize("int8")` before the graph is traced: the kernels and
+recurrent kernels of the cells, the `Dense` kernels and the embeddings are
+int8 variables of the SavedModel (per-output-channel float32 scales beside
+them), the matmuls int8 x int8 -> int32 (`MatMul` with an int32 output, a
+core op), and `keras_rnn.json` says `"quantization": "int8"` ("float32"
+otherwise).
+
 The export runs on the TensorFlow backend (it loads the weights of a model
 trained on either backend, on any device; the Keras file is
 backend-neutral) and on the CPU: the model's own recurrent loops use no
@@ -56,11 +64,12 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from keras_rnn._backend import require_tensorflow
 from keras_rnn.serving import contract
-from keras_rnn.serving.config import ExportConfig
+from keras_rnn.serving.config import QUANTIZE_MODES, ExportConfig
 from keras_rnn.serving.contract import (ALIGNMENTS, LENGTHS, SCORES, SOURCE_PIECES,
                                         TARGET_PIECES, TRANSLATIONS)
 
@@ -354,13 +363,18 @@ def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
         FileExistsError: the version exists (versions are immutable).
         FileNotFoundError: the run has no trained model.
         RuntimeError: Keras runs on another backend than TensorFlow.
+        ValueError: a setting is invalid (`quantize` not in
+            `QUANTIZE_MODES`, a bad name, version or beam).
     """
+    config = config or ExportConfig()
+    if config.quantize is not None and config.quantize not in QUANTIZE_MODES:
+        raise ValueError(f"--quantize {config.quantize!r}: the modes are "
+                         f"{', '.join(QUANTIZE_MODES)} (default: float32).")
     require_tensorflow("keras-rnn export")
     import tensorflow as tf
 
     from keras_rnn.training.evaluate import Translator
 
-    config = config or ExportConfig()
     translator = Translator(run_dir)
     model, run_config = translator.model, translator.config
     model_name = config.model_name or run_config.name
@@ -373,6 +387,10 @@ def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
     final = model_dir / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are immutable (pick another).")
+    if config.quantize:  # before tracing: the graph holds the int8 variables
+        with warnings.catch_warnings():  # "Layer Dropout does not have a `quantize` method"
+            warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+            model.quantize(config.quantize)
     settings = model.decoding_settings()
     max_beam_size = config.max_beam_size
     beam_size = config.beam_size or settings.beam_size
@@ -406,6 +424,7 @@ def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
             "max_length": max_length, "max_length_limit": max_length_limit,
             "max_source_tokens": max_source_tokens,
             "length_penalty_alpha": settings.length_penalty_alpha,
+            "quantization": config.quantize or "float32",
             "parameters": model.count_params(), "run": str(Path(run_dir).resolve()),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "export_seconds": round(time.perf_counter() - start, 1),

@@ -357,6 +357,7 @@ class ModelManager:
         log.info("version loaded", extra={"fields": {
             "event": "version_loaded", "model": name, "version": version, "path": str(path),
             "warmup_requests": warmed,
+            "quantization": servable.metadata.get("quantization", "float32"),
             "load_ms": round(1000 * (time.perf_counter() - start), 1),
             "warmup_ms": round(1000 * (time.perf_counter() - loaded), 1)}})
         return servable

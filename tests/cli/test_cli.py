@@ -94,8 +94,9 @@ def test_export_flags_are_the_export_config_fields_with_its_defaults():
     args = cli.parse_args(["export", "runs/quick", "models"])
     assert configure(ExportConfig, args) == ExportConfig()
     args = cli.parse_args(["export", "runs/quick", "models", "--name", "de_en",
-                           "--max-beam-size", "4"])
-    assert configure(ExportConfig, args) == ExportConfig(model_name="de_en", max_beam_size=4)
+                           "--max-beam-size", "4", "--quantize", "int8"])
+    assert configure(ExportConfig, args) == ExportConfig(model_name="de_en", max_beam_size=4,
+                                                         quantize="int8")
 
 
 def test_a_tensorflow_command_on_another_backend_runs_again_on_tensorflow(monkeypatch,

@@ -115,6 +115,7 @@ def test_signature_defaults_and_warmup_requests(version_dir, loaded):
         assert signatures[key].method_name == "tensorflow/serving/predict"
     metadata = json.loads((version_dir / "assets.extra" / "keras_rnn.json").read_text())
     assert metadata["max_beam_size"] == 3 and metadata["source_lang"] == "de"
+    assert metadata["quantization"] == "float32"
     records = list(tf.data.TFRecordDataset(
         str(version_dir / "assets.extra" / "tf_serving_warmup_requests")).as_numpy_iterator())
     assert len(records) == 3
@@ -145,16 +146,23 @@ def test_bad_inputs_are_invalid_arguments(loaded, inputs, options, message):
     assert call(loaded, ["Ein Hund."])["translations"].shape == (1, 1)
 
 
-def test_the_graph_has_only_core_tensorflow_and_tf_text_ops(version_dir):
-    from tensorflow.python.framework import op_def_registry
+def graph_ops(version_dir):
+    """The op types of a SavedModel's graph and its functions."""
     from tensorflow.python.saved_model import loader_impl
-
-    from keras_rnn.training.tokenizer import register_tf_text_ops
 
     graph = loader_impl.parse_saved_model(str(version_dir)).meta_graphs[0].graph_def
     used = {node.op for node in graph.node}
     for function in graph.library.function:
         used |= {node.op for node in function.node_def}
+    return used
+
+
+def assert_stock_ops(used):
+    """`used` are core TensorFlow ops and TF Text's SentencePiece ops only."""
+    from tensorflow.python.framework import op_def_registry
+
+    from keras_rnn.training.tokenizer import register_tf_text_ops
+
     assert {"While", "SentencepieceTokenizeOp", "SentencepieceDetokenizeOp"} <= used
     assert not used & FORBIDDEN, used & FORBIDDEN
     # Ops a fresh TensorFlow (no TF Text imported) does not know:
@@ -168,6 +176,10 @@ def test_the_graph_has_only_core_tensorflow_and_tf_text_ops(version_dir):
     register_tf_text_ops()
     assert not_core and all(op.startswith("Sentencepiece") for op in not_core), not_core
     assert all(op_def_registry.get(op) is not None for op in not_core)
+
+
+def test_the_graph_has_only_core_tensorflow_and_tf_text_ops(version_dir):
+    assert_stock_ops(graph_ops(version_dir))
 
 
 def test_versions_are_new_directories_renamed_into_place(trained_run, exported_model):
