@@ -176,7 +176,12 @@ def test_connections_beyond_the_limit_do_not_spawn_threads(tiny_server):
         answers = []
         for sock in idle[-20:]:
             answers.append(sock.recv(64))
-        assert all(answer.startswith(b"HTTP/1.1 503") for answer in answers), answers
+        # 503 at once; on a loaded machine the listener may reach a
+        # connection only after a held one's 1 s deadline freed a place, and
+        # that connection then waits its own deadline out: 408.
+        assert all(answer.startswith((b"HTTP/1.1 503", b"HTTP/1.1 408"))
+                   for answer in answers), answers
+        assert sum(answer.startswith(b"HTTP/1.1 503") for answer in answers) >= 10, answers
     finally:
         for sock in idle:
             sock.close()
