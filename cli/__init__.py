@@ -195,6 +195,13 @@ def build_parser():
                             "for a shipped config)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value (repeatable)")
+    train.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
+                       help="multi-process data parallel on JAX: process 0's address "
+                            "(default $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    train.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="the number of processes (default $KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    train.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process, 0..N-1 (default $KERAS_DISTRIBUTION_PROCESS_ID)")
 
     evaluate = commands.add_parser("evaluate", help="beam search + sacreBLEU on a split")
     evaluate.add_argument("run", help="run directory (the config's output_dir)")

@@ -16,6 +16,7 @@ def train(args):
     with one line (status 130), no traceback; the same command resumes."""
     from keras_rnn.training.config import DEFAULT_DATA_DIR, Config, resolve_config
     from keras_rnn.training.controller import Interrupted
+    from keras_rnn.training.multiprocess import MultiProcessError, abandon, initialize
     from keras_rnn.training.train import TrainingRun
 
     try:
@@ -26,7 +27,21 @@ def train(args):
                 f"{config.data.dir}: no such corpus directory; give --data-dir DIR or set "
                 f"KERAS_RNN_DATA_DIR, or fetch Multi30k with `keras-rnn download "
                 f"{DEFAULT_DATA_DIR}`.")
-        TrainingRun(config).train()
+        try:
+            processes = initialize(getattr(args, "coordinator_address", None),
+                                   getattr(args, "num_processes", None),
+                                   getattr(args, "process_id", None))
+        except MultiProcessError as error:
+            print(f"keras-rnn train: {error}", file=sys.stderr)
+            return 2
+        try:
+            TrainingRun(config).train()
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            if processes > 1:
+                abandon(error, processes)
+            raise
     except Interrupted as stop:
         print(f"keras-rnn train: {stop}", file=sys.stderr)
         return 130

@@ -300,19 +300,26 @@ class BatchPlan:
             pass_index, position = pass_index + 1, 0
 
 
-def numpy_batches(data, plan, start_step=0, stop_step=None):
-    """Padded NumPy batches `(inputs, labels)` of `plan.stream(...)`."""
+def numpy_batches(data, plan, start_step=0, stop_step=None, shard=None):
+    """Padded NumPy batches `(inputs, labels)` of `plan.stream(...)`.
+
+    `shard=(index, count)`: process `index`'s contiguous slice of every
+    global batch, padded to the global batch's length
+    (`training.multiprocess.local_rows`).
+    """
+    from keras_rnn.training.multiprocess import local_rows
+
     for _, length, chunk in plan.stream(start_step, stop_step):
-        yield data.batch(chunk, length)
+        yield data.batch(local_rows(chunk, shard), length)
 
 
-def tf_dataset(data, plan, start_step=0, stop_step=None):
+def tf_dataset(data, plan, start_step=0, stop_step=None, shard=None):
     """The same batches as a prefetched `tf.data.Dataset`."""
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, None), tf.int32)
     dataset = tf.data.Dataset.from_generator(
-        lambda: numpy_batches(data, plan, start_step, stop_step),
+        lambda: numpy_batches(data, plan, start_step, stop_step, shard),
         output_signature=({"source": spec, "target": spec}, spec),
     )
     # A known length: Keras then neither warns "Your input ran out of data;

@@ -31,6 +31,10 @@ in `training.stopping`, checkpoints in `training.checkpoints`, history and
 console lines in `training.history`, and the Keras callback that calls them
 at each step and epoch end in `training.controller`. Gradients are clipped
 to a global norm of `clip_norm` (Pascanu et al. 2013).
+
+Several processes (JAX, Keras's `KERAS_DISTRIBUTION_*` variables) train one
+data-parallel model, each fed its slice of every global batch; process 0
+writes the run directory (`training.multiprocess`).
 """
 
 import contextlib
@@ -49,8 +53,9 @@ import keras
 import numpy as np
 
 from keras_rnn.training import data as data_lib
+from keras_rnn.training import multiprocess
 from keras_rnn.training import token_cache
-from keras_rnn.training.checkpoints import Checkpoints
+from keras_rnn.training.checkpoints import Checkpoints, seed_states
 from keras_rnn.training.controller import Controller, CtrlC, PartialEpoch
 from keras_rnn.training.evaluate import translate_ids
 from keras_rnn.training.history import History, log
@@ -208,6 +213,11 @@ class TrainingRun:
         self.ctrl_c = CtrlC()
         self.state = None
         self.strategy = None
+        # Several processes (`training.multiprocess`): process 0 writes the run.
+        self.processes = multiprocess.process_count()
+        self.chief = multiprocess.process_index() == 0
+        self.shard = ((multiprocess.process_index(), self.processes)
+                      if self.processes > 1 else None)
 
     # ---- setup
 
@@ -219,6 +229,15 @@ class TrainingRun:
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration()] * t.logical_cpus)
+        if self.processes > 1:
+            if t.distribution == "mirrored":
+                raise ValueError("multi-process training runs on JAX with "
+                                 "training.distribution=data_parallel (or none), not mirrored.")
+            # Every process's devices; each process feeds its own slice.
+            devices = self.devices or keras.distribution.list_devices()
+            keras.distribution.set_distribution(keras.distribution.DataParallel(
+                devices=devices, auto_shard_dataset=False))
+            return len(devices)
         if t.distribution == "mirrored":
             if keras.backend.backend() != "tensorflow":
                 raise ValueError("training.distribution=mirrored needs KERAS_BACKEND=tensorflow "
@@ -248,12 +267,16 @@ class TrainingRun:
         replicas = self._distribution()  # first: logical devices precede any op
         keras.config.set_dtype_policy(t.precision)
         keras.utils.set_random_seed(t.seed)
-        with tempfile.TemporaryDirectory(prefix="keras-rnn-tokenizers-") as staging:
-            self.corpus = c = load_corpus(config, staging=staging, replicas=replicas)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for trained in Path(staging).iterdir():
-                shutil.move(str(trained), str(self.directory / trained.name))
-        config.save(self.directory / "config.yaml")
+        if self.chief:  # the other processes read its tokenizers and token cache
+            with tempfile.TemporaryDirectory(prefix="keras-rnn-tokenizers-") as staging:
+                self.corpus = c = load_corpus(config, staging=staging, replicas=replicas)
+                self.directory.mkdir(parents=True, exist_ok=True)
+                for trained in Path(staging).iterdir():
+                    shutil.move(str(trained), str(self.directory / trained.name))
+            config.save(self.directory / "config.yaml")
+        multiprocess.barrier("keras-rnn-setup")
+        if not self.chief:
+            self.corpus = c = load_corpus(config, replicas=replicas)
         if c.skipped:
             log(f"Skipped {c.skipped} training pairs longer than {config.data.max_length} tokens.")
         self.plan = BatchPlan(
@@ -271,7 +294,9 @@ class TrainingRun:
         log(f"{len(c.train)} training pairs, {len(c.valid)} validation pairs; "
             f"model {self.model.count_params():,} parameters; "
             f"{self.steps_per_epoch} steps per epoch of <= {t.max_tokens} tokens; "
-            f"backend {keras.backend.backend()}, {replicas} replica(s)")
+            f"backend {keras.backend.backend()}, {replicas} replica(s)"
+            + (f" in {self.processes} processes (this is process {self.shard[0]})"
+               if self.shard else ""))
         xla, reason = jit_compile_for(t.jit_compile)
         log(f"XLA {'on' if xla else 'off'} ({reason}); data pipeline {pipeline}"
             + (" (auto: TensorFlow is not installed, so the Python pipeline instead of tf.data)"
@@ -291,11 +316,26 @@ class TrainingRun:
         return fresh_state()
 
     def save_checkpoint(self):
-        self.checkpoints.save(self.model, self.state, self.config)
+        if self.chief:
+            self.checkpoints.save(self.model, self.state, self.config)
+        else:
+            self._follow_save(lambda scratch: (self.model.save_weights(
+                scratch / "model.weights.h5"), seed_states(self.model)))
         self._saved_state = dict(self.state)
 
+    def _follow_save(self, save):
+        """A non-chief process's part in process 0's save, into a scratch directory.
+
+        Saving a distributed model takes every process (Keras re-places
+        values across the processes), so the other processes save the same
+        arrays into a directory they then delete.
+        """
+        with tempfile.TemporaryDirectory(prefix="keras-rnn-follower-") as scratch:
+            save(Path(scratch))
+
     def record(self, record):
-        self.history.record(record)
+        if self.chief:
+            self.history.record(record)
 
     def plan_rows(self, step):
         """Rows (real and empty) of the batch trained at global `step`."""
@@ -324,6 +364,8 @@ class TrainingRun:
 
     def save_best(self):
         """The best model so far: `model/model.keras` + tokenizers + config."""
+        if not self.chief:
+            return self._follow_save(lambda scratch: self.model.save(scratch / "model.keras"))
         target = self.directory / "model"
         temporary = self.directory / ".tmp-model"
         shutil.rmtree(temporary, ignore_errors=True)
@@ -357,13 +399,14 @@ class TrainingRun:
 
     def dataset(self, start, stop):
         if self._pipeline_kind() == "tf":
-            return tf_dataset(self.corpus.train, self.plan, start, stop)
-        return numpy_batches(self.corpus.train, self.plan, start, stop)
+            return tf_dataset(self.corpus.train, self.plan, start, stop, self.shard)
+        return numpy_batches(self.corpus.train, self.plan, start, stop, self.shard)
 
     def valid_dataset(self):
         if self._pipeline_kind() == "tf":
-            return tf_dataset(self.corpus.valid, self.valid_plan)
-        return BatchList(list(numpy_batches(self.corpus.valid, self.valid_plan)))
+            return tf_dataset(self.corpus.valid, self.valid_plan, shard=self.shard)
+        return BatchList(list(numpy_batches(self.corpus.valid, self.valid_plan,
+                                            shard=self.shard)))
 
     def resume(self):
         """The state of the newest complete checkpoint (weights loaded), or a fresh one.
@@ -379,7 +422,8 @@ class TrainingRun:
             self.state = self.checkpoints.restore(self.model, latest)
             self._saved_state = dict(self.state)
             log(f"Resuming from {latest} (step {self.state['step']}, epoch {self.state['epoch']})")
-        self.history.truncate(self.state["step"], self.state["epoch"])
+        if self.chief:
+            self.history.truncate(self.state["step"], self.state["epoch"])
         t = self.config.training
         if self.state["finished"] and self.state["epoch"] < t.epochs:
             if self.state["wait"] < t.early_stopping_patience:
