@@ -11,13 +11,11 @@ an empty model volume, probes that flap, thread pools sized by the node,
 import argparse
 import copy
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.k8s_support import by_kind, pod_containers, rendered_documents, source_documents
 from tests.support import ROOT
 
 K8S = ROOT / "serving" / "k8s"
@@ -31,49 +29,6 @@ MIB = {"Mi": 1, "Gi": 1024}
 STEADY_STATE_MIB, RELOAD_PEAK_MIB = 1574, 2295
 
 
-def source_documents():
-    """The kustomization and every document of the files it lists."""
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    documents = []
-    for name in kustomization["resources"]:
-        documents += [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
-    return kustomization, documents
-
-
-def rendered_documents():
-    """What `kubectl apply -k` would send: `kubectl kustomize`'s output, or
-    (no kubectl) the listed files with the kustomization's namespace and
-    image tags applied as kustomize would."""
-    kubectl = shutil.which("kubectl")
-    if kubectl:
-        result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True,
-                                text=True, timeout=120)
-        if result.returncode == 0:
-            return [d for d in yaml.safe_load_all(result.stdout) if d]
-    kustomization, documents = source_documents()
-    tags = {i["name"]: i["newTag"] for i in kustomization.get("images", [])}
-    for document in documents:
-        if document["kind"] != "Namespace":
-            document["metadata"]["namespace"] = kustomization["namespace"]
-        for container in pod_containers(document):
-            name = container["image"].split(":")[0]
-            if name in tags:
-                container["image"] = f"{name}:{tags[name]}"
-    return documents
-
-
-def pod_containers(document):
-    """The init and regular containers of a Deployment (none otherwise)."""
-    if document["kind"] != "Deployment":
-        return []
-    pod = document["spec"]["template"]["spec"]
-    return pod.get("initContainers", []) + pod["containers"]
-
-
-def by_kind(documents, kind):
-    return {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}
-
-
 def mib(quantity):
     number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
     return int(number) * MIB[unit]
@@ -81,7 +36,7 @@ def mib(quantity):
 
 @pytest.fixture(scope="module")
 def rendered():
-    return rendered_documents()
+    return rendered_documents(K8S)
 
 
 @pytest.fixture
@@ -91,7 +46,7 @@ def documents(rendered):
 
 
 def test_the_kustomization_lists_every_manifest():
-    kustomization, _ = source_documents()
+    kustomization, _ = source_documents(K8S)
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == present
 
