@@ -33,6 +33,8 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from keras_rnn.serving.export import input_checks
 
 FAKE_METADATA = {
@@ -184,3 +186,16 @@ def copy_version(source_dir, version_dir):
     shutil.copytree(source_dir, temporary)
     os.rename(temporary, version_dir)
     return version_dir
+
+
+def reversing_model(sentences):
+    """A NumPy 'model' for the batcher's unit tests: each sentence (bytes)
+    reversed, and its source pieces (one a byte, then `</s>`) padded to the
+    batch's longest."""
+    width = max(len(s) for s in sentences) + 1
+    pieces = np.full((len(sentences), width), b"", dtype=object)
+    for i, s in enumerate(sentences):
+        pieces[i, :len(s)] = [bytes([c]) for c in s]
+        pieces[i, len(s)] = b"</s>"
+    return {"translations": np.array([s[::-1] for s in sentences], dtype=object),
+            "source_pieces": pieces}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.serving_fakes import FAKE_METADATA, build_fake_model, copy_version  # noqa: F401
+from tests.support import free_port  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_tensorflow = pytest.mark.skipif(
@@ -41,14 +42,6 @@ def make_base(tmp_path, fake_versions, name="fake", versions=(1,)):
     for version in versions:
         copy_version(fake_versions[version], model_dir / str(version))
     return tmp_path / "models"
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(base_dir, **overrides):

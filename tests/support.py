@@ -1,9 +1,10 @@
 """Helpers shared by the tests that run the `keras-rnn` command: the tiny
-translator config (Multi30k's validation split, read in place) and a
-subprocess runner."""
+translator config (Multi30k's validation split, read in place), a
+subprocess runner, a run's newest checkpoint and a free localhost port."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,24 @@ def build_wheel(out):
                    check=True, capture_output=True, timeout=600, cwd=out)
     (path,) = out.glob("keras_rnn-*.whl")
     return path
+
+
+def weights(run_dir):
+    """All arrays of a run's newest checkpoint (model + optimizer), and its
+    state (`state.json`)."""
+    import h5py
+
+    checkpoints = Path(run_dir) / "checkpoints"
+    latest = checkpoints / (checkpoints / "latest").read_text().strip()
+    arrays = {}
+    with h5py.File(latest / "model.weights.h5") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays, json.loads((latest / "state.json").read_text())
+
+
+def free_port():
+    """A localhost TCP port that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.support import MULTI30K, ROOT, build_wheel, write_config
+from tests.support import MULTI30K, ROOT, build_wheel, free_port, write_config
 
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 
@@ -230,14 +230,6 @@ def trained_run_tf(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained-tf")
     cli("train", tiny_config(folder), env={"KERAS_BACKEND": "tensorflow"})
     return folder / "tiny"
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_line(process, text, timeout):

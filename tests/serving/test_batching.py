@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from tests.serving_fakes import reversing_model
 from tests.serving_support import (  # noqa: F401 - fixtures
     ALIGNMENTS,
     assert_outputs_equal,
@@ -117,13 +118,7 @@ def test_batcher_splits_merges_and_trims():
 
     def run(key, sentences):
         calls.append(len(sentences))
-        width = max(len(s) for s in sentences) + 1
-        pieces = np.full((len(sentences), width), b"", dtype=object)
-        for i, s in enumerate(sentences):
-            pieces[i, :len(s)] = [bytes([c]) for c in s]
-            pieces[i, len(s)] = b"</s>"
-        return {"translations": np.array([s[::-1] for s in sentences], dtype=object),
-                "source_pieces": pieces}
+        return reversing_model(sentences)
 
     batcher = Batcher(run, BatchingOptions(max_batch_size=4, batch_timeout_ms=50,
                                            max_enqueued_batches=3, max_queued_sentences=10))

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.serving_fakes import reversing_model
 from tests.serving_support import (  # noqa: F401 - fixtures
     ALIGNMENTS, OPTIONS, assert_outputs_equal, expected, fake_versions, free_port, in_process,
     make_base, needs_tensorflow, outputs_of, predict_request, rpc_details, start_server, stub)
@@ -132,13 +133,7 @@ def test_chunks_run_one_at_a_time_and_reassemble_in_order():
 
     def run(key, sentences):
         calls.append([len(s) for s in sentences])
-        width = max(len(s) for s in sentences) + 1
-        pieces = np.full((len(sentences), width), b"", dtype=object)
-        for i, s in enumerate(sentences):
-            pieces[i, :len(s)] = [bytes([c]) for c in s]
-            pieces[i, len(s)] = b"</s>"
-        return {"translations": np.array([s[::-1] for s in sentences], dtype=object),
-                "source_pieces": pieces}
+        return reversing_model(sentences)
 
     batcher = Batcher(run, BatchingOptions(max_batch_size=4, batch_timeout_ms=1))
     try:

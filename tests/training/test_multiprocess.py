@@ -7,37 +7,17 @@ global batches; on another backend several processes exit 2 with one line.
 """
 
 import json
-import os
-import socket
 
-import h5py
 import numpy as np
 import pytest
 
-from tests.support import BACKEND, MULTI30K, cli, write_config
+from tests.support import BACKEND, MULTI30K, cli, free_port, weights, write_config
 
 pytestmark = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
 jax_only = pytest.mark.skipif(BACKEND != "jax", reason="multi-process training runs on JAX")
 
 SMALL = dict(training={"epochs": 2, "steps_per_epoch": 3, "checkpoint_every": 2,
                        "distribution": "data_parallel"})
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def weights(run_dir):
-    """The newest checkpoint's arrays (model + optimizer) and its state."""
-    checkpoints = run_dir / "checkpoints"
-    latest = checkpoints / (checkpoints / "latest").read_text().strip()
-    arrays = {}
-    with h5py.File(latest / "model.weights.h5") as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                     if isinstance(item, h5py.Dataset) else None)
-    return arrays, json.loads((latest / "state.json").read_text())
 
 
 def processes_env(port, count, index):

@@ -11,25 +11,13 @@ import signal
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import yaml
 
-from tests.support import BACKEND, MULTI30K, ROOT, cli, write_config
+from tests.support import BACKEND, MULTI30K, ROOT, cli, weights, write_config
 
 pytestmark = pytest.mark.skipif(not MULTI30K.exists(), reason="no shared Multi30k copy")
-
-
-def weights(run_dir):
-    """All arrays of the newest checkpoint's weights file (model + optimizer)."""
-    checkpoints = run_dir / "checkpoints"
-    latest = checkpoints / (checkpoints / "latest").read_text().strip()
-    arrays = {}
-    with h5py.File(latest / "model.weights.h5") as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                     if isinstance(item, h5py.Dataset) else None)
-    return arrays, json.loads((latest / "state.json").read_text())
 
 
 @pytest.fixture(scope="module")
