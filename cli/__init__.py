@@ -2,6 +2,7 @@
 
     keras-rnn train training/configs/quick.yaml [--set training.epochs=3]
     keras-rnn evaluate runs/quick [--split test_2016_flickr] [--beam-size 5]
+    keras-rnn average runs/quick [--last 2] [--output runs/quick/averaged]
     keras-rnn translate runs/quick "Ein Hund rennt durch den Schnee."
     keras-rnn plot runs/quick [--index 0 1 2]
     keras-rnn download data/multi30k
@@ -37,6 +38,7 @@ SUMMARY = ("keras-rnn: train, evaluate, export and serve attention translators.\
 COMMANDS = {
     "train": ("keras_rnn.training.commands", "train"),
     "evaluate": ("keras_rnn.training.commands", "evaluate"),
+    "average": ("keras_rnn.training.commands", "average"),
     "translate": ("keras_rnn.training.commands", "translate"),
     "plot": ("keras_rnn.training.commands", "plot"),
     "download": ("keras_rnn.training.commands", "download"),
@@ -204,13 +206,28 @@ def build_parser():
                        help="this process, 0..N-1 (default $KERAS_DISTRIBUTION_PROCESS_ID)")
 
     evaluate = commands.add_parser("evaluate", help="beam search + sacreBLEU on a split")
-    evaluate.add_argument("run", help="run directory (the config's output_dir)")
-    evaluate.add_argument("--split", default=None)
+    evaluate.add_argument("run", help="run directory (the config's output_dir), or a model "
+                                      "directory such as keras-rnn average's")
+    evaluate.add_argument("--split", default=None,
+                          help="split name (default: the config's test_split; "
+                               "the validation split is usually val)")
     evaluate.add_argument("--beam-size", type=int, default=None)
     evaluate.add_argument("--alpha", type=float, default=None, help="length penalty")
     evaluate.add_argument("--batch-size", type=int, default=None)
     evaluate.add_argument("--limit", type=int, default=None)
     evaluate.add_argument("--output", default=None, help="translations file")
+
+    average = commands.add_parser(
+        "average", help="average the last K checkpoints into a model directory",
+        description="keras-rnn average RUN writes the element-wise mean of the weights of "
+                    "the run's newest checkpoints as a model directory (model.keras and "
+                    "tokenizers) that evaluate, translate and export take in place of RUN. "
+                    "The run's own model/ and checkpoints/ are left as they are.")
+    average.add_argument("run", help="run directory (the config's output_dir)")
+    average.add_argument("--last", type=int, default=None, metavar="K",
+                         help="how many of the newest checkpoints (default: all the run kept)")
+    average.add_argument("--output", default=None, metavar="DIR",
+                         help="model directory to write (default: RUN/averaged)")
 
     translate = commands.add_parser(
         "translate", help="translate sentences: RUN SENTENCE... in process, or --server",
@@ -239,7 +256,8 @@ def build_parser():
 
     export = commands.add_parser(
         "export", help="SavedModel (text in, text out) as BASE_DIR/NAME/VERSION")
-    export.add_argument("run", help="run directory (the config's output_dir)")
+    export.add_argument("run", help="run directory (the config's output_dir), or a model "
+                                    "directory such as keras-rnn average's")
     export.add_argument("base_dir", help="model base directory (what a server watches)")
     exported = ExportConfig()
     export.add_argument("--name", dest="model_name", default=exported.model_name,

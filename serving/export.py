@@ -350,7 +350,8 @@ def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
     """Exports a trained run as `base_dir/model_name/version/`.
 
     Args:
-        run_dir: a training run directory (its `model/` is exported).
+        run_dir: a training run directory (its `model/` is exported), or
+            a model directory such as `keras-rnn average`'s.
         base_dir: the model base directory a server watches.
         config: an `ExportConfig` (name, version, beam and length limits;
             default: `ExportConfig()`).

@@ -65,18 +65,24 @@ def build_wheel(out):
     return path
 
 
-def weights(run_dir):
-    """All arrays of a run's newest checkpoint (model + optimizer), and its
-    state (`state.json`)."""
+def h5_arrays(file):
+    """Every dataset of an HDF5 file (a path or a binary file object), by name."""
     import h5py
 
-    checkpoints = Path(run_dir) / "checkpoints"
-    latest = checkpoints / (checkpoints / "latest").read_text().strip()
     arrays = {}
-    with h5py.File(latest / "model.weights.h5") as f:
+    with h5py.File(file) as f:
         f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
                      if isinstance(item, h5py.Dataset) else None)
-    return arrays, json.loads((latest / "state.json").read_text())
+    return arrays
+
+
+def weights(run_dir, checkpoint=None):
+    """All arrays of a run's newest checkpoint, or of the one named
+    `checkpoint` (model + optimizer), and its state (`state.json`)."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    path = checkpoints / (checkpoint or (checkpoints / "latest").read_text().strip())
+    return (h5_arrays(path / "model.weights.h5"),
+            json.loads((path / "state.json").read_text()))
 
 
 def free_port():

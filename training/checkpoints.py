@@ -82,6 +82,11 @@ class Checkpoints:
         found = [p for p in self.directory.iterdir() if _key(p) is not None and _complete(p)]
         return sorted(found, key=_key)
 
+    def complete(self):
+        """Complete checkpoints, one per step (its newest revision), oldest first."""
+        by_step = {_key(path)[0]: path for path in self._on_disk()}
+        return [by_step[step] for step in sorted(by_step)]
+
     def latest(self):
         """The newest complete checkpoint (a Path), or None for a fresh run."""
         pointer = self.directory / "latest"

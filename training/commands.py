@@ -1,6 +1,6 @@
 """The training commands of `keras-rnn` (flags in `keras_rnn.cli`).
 
-`train`, `evaluate`, `translate RUN`, `plot` and `download` need the core
+`train`, `evaluate`, `average`, `translate RUN`, `plot` and `download` need the core
 install and the training extra only: no gRPC, no protobuf, and with the
 Python data pipeline no TensorFlow.
 """
@@ -64,6 +64,17 @@ def evaluate(args):
     print(f"BLEU (cased)      = {scores['bleu']:.2f}  {scores['signature']}")
     print(f"BLEU (lowercased) = {scores['bleu_lowercased']:.2f}  {scores['signature_lowercased']}")
     print(f"translations: {scores['translations']}")
+    return 0
+
+
+def average(args):
+    """`keras-rnn average`."""
+    from keras_rnn.training.average import average as average_run
+
+    record = average_run(args.run, last=args.last, output=args.output)
+    steps = ", ".join(map(str, record["steps"]))
+    print(f"averaged the last {record['last']} checkpoint(s), steps {steps}, "
+          f"into {record['output']}")
     return 0
 
 

@@ -24,13 +24,14 @@ class Translator:
     """A trained run's best model with its two tokenizers.
 
     Args:
-        run_dir: a run directory (`output_dir` of a config); its `model/`
-            holds `model.keras`, `source.model`, `target.model`, `config.yaml`.
+        run_dir: a run directory (`output_dir` of a config), whose `model/`
+            holds `model.keras`, `source.model`, `target.model`, `config.yaml`;
+            or such a model directory itself (`keras-rnn average`'s output).
     """
 
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
-        model_dir = self.run_dir / "model"
+        model_dir = model_directory(self.run_dir)
         if not (model_dir / "model.keras").exists():
             raise FileNotFoundError(
                 f"{model_dir / 'model.keras'}: no trained model (the run saves its best "
@@ -51,6 +52,13 @@ class Translator:
                              add_eos(self.source_tokenizer.encode(sentences)), method=method,
                              batch_size=batch_size or self.config.evaluation.batch_size,
                              **settings)
+
+
+def model_directory(path):
+    """The model directory of `path`: `path` itself when it holds
+    `model.keras` (a `keras-rnn average` output), else the run's `model/`."""
+    path = Path(path)
+    return path if (path / "model.keras").exists() else path / "model"
 
 
 def translate_ids(model, target_tokenizer, sources, method="beam", batch_size=64, **settings):
@@ -85,7 +93,8 @@ def evaluate(run_dir, split=None, output=None, beam_size=None,
     """Translates `split` with beam search, scores it, writes the outputs.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run directory, or a model directory (`Translator`);
+            the translations and scores are written there.
         split: the split name (default: the config's `test_split`).
         output: translations file (default `<run>/translations.<split>.<lang>`).
         beam_size, length_penalty_alpha, batch_size: override the config.

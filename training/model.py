@@ -46,6 +46,21 @@ def build_model(config, source_vocab_size, target_vocab_size):
             constructor's arguments.
         source_vocab_size, target_vocab_size: the tokenizers' sizes.
     """
+    t = config.training
+    model = make_model(config, source_vocab_size, target_vocab_size)
+    optimizer = keras.optimizers.Adam(t.learning_rate, global_clipnorm=t.clip_norm)
+    model.compile(
+        optimizer,
+        keras_rnn.SequenceLoss(label_smoothing=t.label_smoothing),
+        jit_compile=jit_compile_for(t.jit_compile)[0],
+    )
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+def make_model(config, source_vocab_size, target_vocab_size):
+    """The built, not compiled, `keras_rnn.Seq2Seq` of a `Config` (what
+    `build_model` compiles; `keras-rnn average` loads checkpoints into it)."""
     e, t = config.evaluation, config.training
     model = keras_rnn.Seq2Seq(
         source_vocab_size, target_vocab_size, **dataclasses.asdict(config.model),
@@ -57,11 +72,4 @@ def build_model(config, source_vocab_size, target_vocab_size):
         ),
     )
     model.build()
-    optimizer = keras.optimizers.Adam(t.learning_rate, global_clipnorm=t.clip_norm)
-    model.compile(
-        optimizer,
-        keras_rnn.SequenceLoss(label_smoothing=t.label_smoothing),
-        jit_compile=jit_compile_for(t.jit_compile)[0],
-    )
-    optimizer.build(model.trainable_variables)
     return model
