@@ -48,3 +48,48 @@ def test_sequence_loss_config_and_errors():
         keras_rnn.SequenceLoss(label_smoothing=1.0)
 
 
+
+
+def _gradient(fn, x):
+    """d fn(x) / dx on the current backend, as NumPy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            value = fn(x)
+        return tape.gradient(value, x).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(fn)(x))
+    import torch
+
+    x = torch.tensor(x, requires_grad=True)
+    fn(x).backward()
+    return x.grad.numpy()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_sequence_loss_gradient_is_softmax_minus_target(smoothing):
+    # The fused softmax cross-entropy (TensorFlow's kernel returns its own
+    # gradient) against the closed form d l / d z = (softmax(z) - q) w / sum(w).
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 4, 13)).astype("float32")
+    loss = keras_rnn.SequenceLoss(label_smoothing=smoothing)
+    got = _gradient(lambda z: loss(TARGET_OUT, z), logits)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    q = (1 - smoothing) * np.eye(13)[TARGET_OUT] + smoothing / 13
+    mask = (TARGET_OUT != PAD)[..., None]
+    np.testing.assert_allclose(got, (p - q) * mask / mask.sum(), atol=1e-6)
+
+
+def test_sequence_loss_on_probabilities():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 4, 13)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    from_logits = keras_rnn.SequenceLoss(label_smoothing=0.1)
+    from_probs = keras_rnn.SequenceLoss(label_smoothing=0.1, from_logits=False)
+    np.testing.assert_allclose(float(_np(from_probs(TARGET_OUT, probs))),
+                               float(_np(from_logits(TARGET_OUT, logits))), rtol=1e-5)
