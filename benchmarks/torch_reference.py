@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from keras_rnn.training import data as data_lib
-from keras_rnn.training.config import Config
+from keras_rnn.training.config import Config, bucket_width_for
 from keras_rnn.training.pipeline import BatchPlan, ParallelData
 from keras_rnn.training.tokenizer import Tokenizer
 
@@ -148,7 +148,9 @@ def main():
     torch.set_float32_matmul_precision(args.matmul_precision)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data, source_vocab, target_vocab = load_data(config, args.tokenizers)
-    plan = BatchPlan(data.lengths(), t.max_tokens, t.bucket_width, seed=t.seed,
+    # `bucket_width: auto` as our runs resolve it: our GPU runs compile with XLA.
+    width = bucket_width_for(t.bucket_width, xla=device.type == "cuda")[0]
+    plan = BatchPlan(data.lengths(), t.max_tokens, width, seed=t.seed,
                      curriculum_passes=t.curriculum_passes, curriculum_start=t.curriculum_start)
     model = Seq2Seq(source_vocab, target_vocab, config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.learning_rate)

@@ -56,6 +56,7 @@ from keras_rnn.training import data as data_lib
 from keras_rnn.training import multiprocess
 from keras_rnn.training import token_cache
 from keras_rnn.training.checkpoints import Checkpoints, seed_states
+from keras_rnn.training.config import bucket_width_for
 from keras_rnn.training.controller import Controller, CtrlC, PartialEpoch
 from keras_rnn.training.evaluate import translate_ids
 from keras_rnn.training.history import History, log
@@ -267,6 +268,9 @@ class TrainingRun:
         replicas = self._distribution()  # first: logical devices precede any op
         keras.config.set_dtype_policy(t.precision)
         keras.utils.set_random_seed(t.seed)
+        # Before the corpus: `check_lengths` and the batch plans use the width.
+        t.bucket_width, width_reason = bucket_width_for(
+            t.bucket_width, jit_compile_for(t.jit_compile)[0], self._recorded("bucket_width"))
         if self.chief:  # the other processes read its tokenizers and token cache
             with tempfile.TemporaryDirectory(prefix="keras-rnn-tokenizers-") as staging:
                 self.corpus = c = load_corpus(config, staging=staging, replicas=replicas)
@@ -298,7 +302,8 @@ class TrainingRun:
             + (f" in {self.processes} processes (this is process {self.shard[0]})"
                if self.shard else ""))
         xla, reason = jit_compile_for(t.jit_compile)
-        log(f"XLA {'on' if xla else 'off'} ({reason}); data pipeline {pipeline}"
+        log(f"XLA {'on' if xla else 'off'} ({reason}); bucket_width {t.bucket_width} "
+            f"({width_reason}); data pipeline {pipeline}"
             + (" (auto: TensorFlow is not installed, so the Python pipeline instead of tf.data)"
                if t.data_pipeline == "auto" and pipeline == "python" else ""))
         if not self.history.tensorboard_available():
@@ -385,6 +390,17 @@ class TrainingRun:
         os.replace(temporary, target)
 
     # ---- training
+
+    def _recorded(self, key):
+        """`training.<key>` of the run directory's `config.yaml` (a resumed
+        run), or None."""
+        path = self.directory / "config.yaml"
+        if not path.exists():
+            return None
+        import yaml
+
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(
+            "training", {}).get(key)
 
     def _pipeline_kind(self):
         kind = self.config.training.data_pipeline
