@@ -237,15 +237,17 @@ class TranslatorModule:
         with tf.control_dependencies([too_long]):
             return add_eos(ragged).to_tensor(default_value=PAD_ID)
 
-    def _beam(self, source, beam_size, max_length):
-        """One beam search of fixed `beam_size`, padded to `max_beam_size`."""
+    def _beam(self, source, beam_size, max_length, alignments):
+        """One beam search of fixed `beam_size`, padded to `max_beam_size`;
+        its attention weights are zeros unless `alignments`."""
         import tensorflow as tf
 
         from keras_rnn import decoding
         from keras_rnn.training.tokenizer import PAD_ID
 
         result = decoding.beam_search(self.model, source, beam_size=beam_size,
-                                      n_best=beam_size, max_length=max_length)
+                                      n_best=beam_size, max_length=max_length,
+                                      alignments=alignments)
         missing = self.max_beam_size - beam_size
 
         def pad(x, value):
@@ -275,10 +277,11 @@ class TranslatorModule:
         with tf.control_dependencies(checks):
             source = self._source_ids(inputs)
             if isinstance(beam_size, int):  # serving_default: the export's beam only
-                ids, scores, lengths, weights = self._beam(source, beam_size, max_length)
+                ids, scores, lengths, weights = self._beam(source, beam_size, max_length,
+                                                           alignments)
             else:
                 branches = [
-                    (lambda k=k: self._beam(source, k, max_length))
+                    (lambda k=k: self._beam(source, k, max_length, alignments))
                     for k in range(1, self.max_beam_size + 1)
                 ]
                 ids, scores, lengths, weights = tf.switch_case(beam_size - 1, branches)

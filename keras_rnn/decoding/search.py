@@ -232,7 +232,7 @@ def greedy_decode(model, source, max_length=None, max_length_ratio=None,
 
 def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
                 max_length_ratio=None, max_length_offset=None, min_length=None,
-                length_penalty_alpha=None, coverage_penalty_beta=None):
+                length_penalty_alpha=None, coverage_penalty_beta=None, alignments=True):
     """Beam search over all sentences and beams in one compiled loop.
 
     At step t every live hypothesis (slot) of every sentence is extended by
@@ -253,8 +253,14 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
             `greedy_decode`.
         length_penalty_alpha: GNMT alpha (0 = none).
         coverage_penalty_beta: GNMT beta (0 = none).
+        alignments: keep every step's attention weights for the result.
+            False returns zeros there and leaves the `(B, K, T, S)` buffer
+            out of the loop (a server that does not return them); the
+            hypotheses are the same.
 
-    Every argument left None takes the model's decoding setting.
+    Every argument left None takes the model's decoding setting. With
+    beta = 0 the coverage is neither summed nor added to the ranking
+    (adding zeros changes no score).
 
     Returns:
         `DecodeResult`, `n_best` hypotheses per sentence, best first.
@@ -308,25 +314,39 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         total = ops.expand_dims(beam.log_probs, -1) + step_log_probs  # (B, K, V)
         alive = ops.logical_not(beam.finished)
         lengths = beam.lengths + ops.cast(alive, "int32")  # (B, K)
-        alignments = ops.reshape(
-            alignments_of(model_state, memory), (batch, beam_size, source_time)
-        )
-        alignments = ops.where(ops.expand_dims(alive, -1), alignments, 0.0)
-        coverage = beam.coverage + alignments
         # The candidates of one slot share its length and coverage.
         ranking = total / ops.expand_dims(length_penalty(lengths, alpha), -1)
-        ranking = ranking + ops.expand_dims(
-            coverage_penalty(coverage, source_mask, beta), -1
-        )
+        coverage, step_alignments = beam.coverage, beam.step_alignments
+        if beta or alignments:
+            weights = ops.reshape(
+                alignments_of(model_state, memory), (batch, beam_size, source_time)
+            )
+            weights = ops.where(ops.expand_dims(alive, -1), weights, 0.0)
+        if beta:
+            coverage = coverage + weights
+            ranking = ranking + ops.expand_dims(
+                coverage_penalty(coverage, source_mask, beta), -1
+            )
         parents, tokens = top_candidates(ranking, beam_size)  # (B, K) each
-        top = parents * vocab + tokens
-        log_probs = ops.take_along_axis(
-            ops.reshape(total, (batch, beam_size * vocab)), top, axis=1
-        )
+        # A flat gather of the K chosen of the B*K*V totals (take_along_axis
+        # would transpose and copy all of them on TensorFlow).
+        top = (ops.expand_dims(ops.arange(batch, dtype="int32"), 1) * beam_size
+               + parents) * vocab + tokens  # (B, K)
+        log_probs = ops.take(ops.reshape(total, (-1,)), top)
         finished = ops.take_along_axis(beam.finished, parents, axis=1)
         finished = ops.logical_or(finished, ops.equal(tokens, model.eos_id))
         rows = ops.reshape(parents + offsets, (-1,))  # (B*K,) rows to keep
         model_state = keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), model_state)
+        if beta:
+            coverage = ops.take_along_axis(coverage, ops.expand_dims(parents, -1), axis=1)
+        if alignments:
+            # Stored by the slot the hypothesis now occupies, like step_ids.
+            step_alignments = ops.slice_update(
+                step_alignments, (0, 0, step, 0),
+                ops.expand_dims(
+                    ops.take_along_axis(weights, ops.expand_dims(parents, -1), axis=1), 2
+                ),
+            )
         return BeamState(
             step=step + 1,
             model_state=model_state,
@@ -334,25 +354,14 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
             log_probs=log_probs,
             finished=finished,
             lengths=ops.take_along_axis(lengths, parents, axis=1),
-            coverage=ops.take_along_axis(
-                coverage, ops.expand_dims(parents, -1), axis=1
-            ),
+            coverage=coverage,
             step_ids=ops.slice_update(
                 beam.step_ids, (0, 0, step), ops.expand_dims(tokens, -1)
             ),
             parent_ids=ops.slice_update(
                 beam.parent_ids, (0, 0, step), ops.expand_dims(parents, -1)
             ),
-            # Stored by the slot the hypothesis now occupies, like step_ids.
-            step_alignments=ops.slice_update(
-                beam.step_alignments, (0, 0, step, 0),
-                ops.expand_dims(
-                    ops.take_along_axis(
-                        alignments, ops.expand_dims(parents, -1), axis=1
-                    ),
-                    2,
-                ),
-            ),
+            step_alignments=step_alignments,
         )
 
     initial = BeamState(
@@ -369,15 +378,21 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
             ops.reshape(ops.arange(beam_size, dtype="int32"), (1, beam_size, 1)),
             (batch, beam_size, steps),
         ),
-        step_alignments=ops.zeros((batch, beam_size, steps, source_time), "float32"),
+        # (B, K, T, S); without `alignments` a (1, 1, 1, 1) placeholder.
+        step_alignments=ops.zeros(
+            (batch, beam_size, steps, source_time) if alignments else (1, 1, 1, 1),
+            "float32"),
     )
     (final,) = ops.while_loop(cond, body, (initial,))
 
     ids, path = gather_tree(final.step_ids, final.parent_ids)
-    # Alignments of step t live in the slot the hypothesis held at step t.
-    alignments = ops.take_along_axis(
-        final.step_alignments, ops.expand_dims(path, -1), axis=1
-    )
+    if alignments:
+        # Alignments of step t live in the slot the hypothesis held at step t.
+        weights = ops.take_along_axis(
+            final.step_alignments, ops.expand_dims(path, -1), axis=1
+        )
+    else:
+        weights = ops.zeros((batch, beam_size, steps, source_time), "float32")
     # Tokens after EOS (finished slots pass EOS through) become padding.
     position = ops.arange(steps, dtype="int32")
     after_end = position >= ops.expand_dims(final.lengths, -1)  # (B, K, T)
@@ -397,5 +412,5 @@ def beam_search(model, source, beam_size=None, n_best=None, max_length=None,
         scores=best_scores,
         log_probs=pick(final.log_probs),
         lengths=pick(final.lengths),
-        alignments=pick(alignments),
+        alignments=pick(weights),
     )

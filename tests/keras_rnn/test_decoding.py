@@ -376,6 +376,30 @@ def test_compiled_decoder_equals_the_eager_one():
         np.testing.assert_allclose(compiled.scores, _np(eager.scores), atol=1e-5)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.4])
+def test_without_alignments_the_loop_carries_less_and_finds_the_same(monkeypatch, beta):
+    carried = []  # float elements the search loop carries from step to step
+    loop = ops.while_loop
+
+    def counting(cond, body, loop_vars, **kwargs):
+        carried.append(sum(int(np.prod(x.shape)) for x in keras.tree.flatten(loop_vars)
+                           if "float" in str(x.dtype)))
+        return loop(cond, body, loop_vars, **kwargs)
+
+    monkeypatch.setattr(ops, "while_loop", counting)
+    model = _model(vocab=12, seed=7)
+    settings = dict(beam_size=3, n_best=3, max_length=6, coverage_penalty_beta=beta,
+                    length_penalty_alpha=0.6)
+    full = decoding.beam_search(model, SOURCES, **settings)
+    lean = decoding.beam_search(model, SOURCES, alignments=False, **settings)
+    for field in ("ids", "scores", "log_probs", "lengths"):
+        np.testing.assert_array_equal(_np(getattr(lean, field)), _np(getattr(full, field)))
+    assert _np(lean.alignments).shape == _np(full.alignments).shape
+    assert not _np(lean.alignments).any() and _np(full.alignments).any()
+    batch, beam, steps, source_time = _np(full.alignments).shape[:1] + (3, 6, 5)
+    assert carried[0] - carried[1] == batch * beam * steps * source_time - 1
+
+
 def test_length_settings():
     model = _model(vocab=9, seed=4)
     # Make EOS the most likely token everywhere.

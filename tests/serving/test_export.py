@@ -67,6 +67,11 @@ def test_the_export_translates_like_the_trained_model(trained_run, loaded):
     assert [t.decode() for t in got["translations"][:, 1]] == second
     np.testing.assert_allclose(got["scores"], np.asarray(result.scores), atol=1e-4)
     np.testing.assert_array_equal(got["lengths"], np.asarray(result.lengths))
+    # The signatures without alignments leave them out of the search, and
+    # find the same hypotheses as the one that returns them.
+    full = call(loaded, texts, signature="translate_with_alignments", n_best=2)
+    for name in ("translations", "scores", "lengths"):
+        np.testing.assert_array_equal(got[name], full[name])
     # Beam 1 is greedy decoding.
     greedy, _ = translator.translate(texts, method="greedy", max_length=48)
     assert [t.decode() for t in call(loaded, texts, beam_size=1)["translations"][:, 0]] == greedy
