@@ -17,7 +17,6 @@ length, which separates what padding costs from what a length costs.
 import argparse
 import collections
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -34,26 +33,19 @@ def main():
 
     import keras
 
-    from keras_rnn.training.config import Config
+    from bench_training import one_batch_per_shape, set_up
     from keras_rnn.training.model import jit_compile_for
     from keras_rnn.training.pipeline import BatchPlan
-    from keras_rnn.training.train import TrainingRun
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Config.load(args.config, overrides=[*args.set, f"output_dir={tmp}"])
-        run = TrainingRun(config)
-        run.setup()
+    config, run = set_up(args.config, args.set)
     t = config.training
     model, data = run.model, run.corpus.train
     widths = [int(w) for w in args.widths.split(",")]
     plans = {w: BatchPlan(data.lengths(), t.max_tokens, w, seed=t.seed) for w in widths}
     start = time.perf_counter()
     for plan in plans.values():  # every shape once, untimed
-        for length in np.unique(plan.padded):
-            size = plan.batch_size(length)
-            rows = np.flatnonzero(plan.padded == length)[:size]
-            model.train_on_batch(*data.batch(
-                np.concatenate([rows, np.full(size - len(rows), -1)]), int(length)))
+        for batch in one_batch_per_shape(data, plan):
+            model.train_on_batch(*batch)
     warm = time.perf_counter() - start
     streams = {w: plan.stream(0) for w, plan in plans.items()}
     totals = {w: collections.Counter() for w in widths}

@@ -26,7 +26,6 @@ every round). `--result` writes them as JSON.
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,14 +82,10 @@ def main():
     from torch import nn
 
     import torch_reference
-    from keras_rnn.training.config import Config
+    from bench_training import one_batch_per_shape, set_up
     from keras_rnn.training.model import jit_compile_for
-    from keras_rnn.training.train import TrainingRun
 
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Config.load(args.config, overrides=[*args.set, f"output_dir={tmp}"])
-        run = TrainingRun(config)
-        run.setup()
+    config, run = set_up(args.config, args.set)
     t = config.training
     model, data, plan = run.model, run.corpus.train, run.plan
     torch.manual_seed(t.seed)
@@ -115,11 +110,7 @@ def main():
     def keras_step(inputs, labels):
         return float(model.train_on_batch(inputs, labels))
 
-    # Every bucket shape once, untimed.
-    for length in np.unique(plan.padded):
-        size = plan.batch_size(length)
-        rows = np.flatnonzero(plan.padded == length)[:size]
-        batch = data.batch(np.concatenate([rows, np.full(size - len(rows), -1)]), int(length))
+    for batch in one_batch_per_shape(data, plan):  # every bucket shape once, untimed
         keras_step(*batch)
         torch_step(*batch)
 

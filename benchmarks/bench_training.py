@@ -21,30 +21,44 @@ from keras_rnn.training.pipeline import tf_dataset
 from keras_rnn.training.train import TrainingRun
 
 
+def set_up(config_path, overrides):
+    """`(config, run)`: a `TrainingRun` of the config, set up in a temporary
+    directory (tokenizers, corpus, batch plan, compiled model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Config.load(config_path, overrides=[*overrides, f"output_dir={tmp}"])
+        run = TrainingRun(config)
+        run.setup()
+    return config, run
+
+
+def one_batch_per_shape(data, plan):
+    """A full batch `(inputs, labels)` of every bucket length of `plan`, to
+    compile (XLA) or trace every shape before timing."""
+    for length in np.unique(plan.padded):
+        size = plan.batch_size(length)
+        rows = np.flatnonzero(plan.padded == length)[:size]
+        yield data.batch(np.concatenate([rows, np.full(size - len(rows), -1)]), int(length))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Config.load(args.config, overrides=[*args.set, f"output_dir={tmp}"])
-        run = TrainingRun(config)
-        run.setup()
-        model, data, plan = run.model, run.corpus.train, run.plan
-        start = time.perf_counter()
-        for length in np.unique(plan.padded):  # compile every shape once
-            rows = np.flatnonzero(plan.padded == length)[: plan.batch_size(length)]
-            rows = np.concatenate([rows, np.full(plan.batch_size(length) - len(rows), -1)])
-            model.train_on_batch(*data.batch(rows, int(length)))
-        compile_seconds = time.perf_counter() - start
-        batches = list(plan.stream(0, args.steps))
-        real = sum(int(data.target_lengths[c[c >= 0]].sum()) for _, _, c in batches)
-        padded = sum(len(c) * length for _, length, c in batches)
-        start = time.perf_counter()
-        model.fit(tf_dataset(data, plan, 0, args.steps), steps_per_epoch=args.steps,
-                  shuffle=False, verbose=0)
-        seconds = time.perf_counter() - start
+    config, run = set_up(args.config, args.set)
+    model, data, plan = run.model, run.corpus.train, run.plan
+    start = time.perf_counter()
+    for batch in one_batch_per_shape(data, plan):  # compile every shape once
+        model.train_on_batch(*batch)
+    compile_seconds = time.perf_counter() - start
+    batches = list(plan.stream(0, args.steps))
+    real = sum(int(data.target_lengths[c[c >= 0]].sum()) for _, _, c in batches)
+    padded = sum(len(c) * length for _, length, c in batches)
+    start = time.perf_counter()
+    model.fit(tf_dataset(data, plan, 0, args.steps), steps_per_epoch=args.steps,
+              shuffle=False, verbose=0)
+    seconds = time.perf_counter() - start
     import keras
 
     epoch_tokens = int(data.target_lengths.sum())
