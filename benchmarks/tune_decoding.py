@@ -17,6 +17,10 @@ read here, so nothing is tuned on it):
    `lp(Y) = ((5 + |Y|) / 6) ** alpha`).
 
 Prints one line per decode and writes all of them, with the choice, as JSON.
+A setting already in that JSON (an earlier run of this script on the same
+run and split) is not decoded again, so a grid widened afterwards (an alpha
+past the edge that won) costs only its new settings; the choice is the best
+of all the rows.
 The averages are written to `<run>/averaged-<K>/` (model directories that
 `keras-rnn evaluate` and `export` take).
 """
@@ -43,13 +47,25 @@ def main(argv=None):
     parser.add_argument("--output", help="JSON results (default <run>/tune_decoding.json)")
     args = parser.parse_args(argv)
 
-    from keras_rnn.training.average import average
-    from keras_rnn.training.evaluate import evaluate
+    from keras_rnn.training.average import average, checkpoints_to_average
+    from keras_rnn.training.config import Config
+    from keras_rnn.training.evaluate import evaluate, model_directory
 
     run = Path(args.run)
+    output = Path(args.output or run / "tune_decoding.json")
     rows = []
+    if output.exists():
+        previous = json.loads(output.read_text())
+        if previous["split"] == args.split and previous.get("limit") == args.limit:
+            rows = previous["rows"]
 
     def score(model_dir, weights, beam_size=None, alpha=None):
+        for row in rows:
+            if (row["model_dir"], row["beam_size"], row["length_penalty_alpha"]) == (
+                    str(model_dir), beam_size, alpha):
+                print(f"{weights:>12}  beam {beam_size:>2}  alpha {alpha:.1f}  (scored before: "
+                      f"{row['bleu_lowercased']:.2f} lowercased)", flush=True)
+                return row
         start = time.perf_counter()
         result = evaluate(model_dir, split=args.split, beam_size=beam_size,
                           length_penalty_alpha=alpha, limit=args.limit)
@@ -64,26 +80,28 @@ def main(argv=None):
               f"  ({row['seconds']} s)", flush=True)
         return row
 
-    stage1 = [score(run, "best model")]
+    # Stage 1 decodes with the config's own settings.
+    settings = Config.load(model_directory(run) / "config.yaml").evaluation
+    default = (settings.beam_size, settings.length_penalty_alpha)
+    stage1 = [score(run, "best model", *default)]
     for k in args.last:
-        output = run / f"averaged-{k}"
-        record = average(run, last=k, output=output)
-        stage1.append(score(output, f"last {k} avg"))
-        stage1[-1]["steps"] = record["steps"]
+        model_dir = run / f"averaged-{k}"
+        wanted = [p.name for p in checkpoints_to_average(run, k)]
+        if not (model_dir / "averaged.json").exists() or json.loads(
+                (model_dir / "averaged.json").read_text())["checkpoints"] != wanted:
+            average(run, last=k, output=model_dir)
+        stage1.append(score(model_dir, f"last {k} avg", *default))
+        stage1[-1]["steps"] = json.loads((model_dir / "averaged.json").read_text())["steps"]
     best = max(stage1, key=lambda r: r["bleu_lowercased"])
-    stage2 = []
-    for beam_size in args.beam_sizes:
+    for beam_size in args.beam_sizes:  # stage 2: the stage-1 winner's decoding
         for alpha in args.alphas:
-            if (beam_size, alpha) == (best["beam_size"], best["length_penalty_alpha"]):
-                stage2.append(best)
-                continue
-            stage2.append(score(best["model_dir"], best["weights"], beam_size, alpha))
-    chosen = max(stage2 + [best], key=lambda r: r["bleu_lowercased"])
+            score(best["model_dir"], best["weights"], beam_size, alpha)
+    chosen = max(rows, key=lambda r: r["bleu_lowercased"])
     print(f"chosen on {args.split}: {chosen['weights']}, beam {chosen['beam_size']}, "
           f"alpha {chosen['length_penalty_alpha']}: {chosen['bleu']:.2f} / "
           f"{chosen['bleu_lowercased']:.2f}")
-    output = Path(args.output or run / "tune_decoding.json")
-    output.write_text(json.dumps({"run": str(run), "split": args.split, "rows": rows,
+    output.write_text(json.dumps({"run": str(run), "split": args.split, "limit": args.limit,
+                                  "rows": rows,
                                   "chosen": chosen}, indent=1) + "\n")
     print(f"results: {output}")
 
