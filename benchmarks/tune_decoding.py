@@ -18,7 +18,7 @@ read here, so nothing is tuned on it):
 
 Prints one line per decode and writes all of them, with the choice, as JSON.
 A setting already in that JSON (an earlier run of this script on the same
-run and split) is not decoded again, so a grid widened afterwards (an alpha
+run, split and weights) is not decoded again, so a grid widened afterwards (an alpha
 past the edge that won) costs only its new settings; the choice is the best
 of all the rows.
 The averages are written to `<run>/averaged-<K>/` (model directories that
@@ -53,23 +53,35 @@ def main(argv=None):
 
     run = Path(args.run)
     output = Path(args.output or run / "tune_decoding.json")
+    def identity(model_dir):
+        """What the weights are: the averaged checkpoints, or the best model's step."""
+        directory = model_directory(model_dir)
+        for name in ("averaged.json", "best.json"):
+            if (directory / name).exists():
+                return json.loads((directory / name).read_text())
+        return None
+
     rows = []
     if output.exists():
         previous = json.loads(output.read_text())
         if previous["split"] == args.split and previous.get("limit") == args.limit:
-            rows = previous["rows"]
+            # Only rows of the weights still there (a run trained on, or a
+            # new average, makes earlier rows stale).
+            rows = [row for row in previous["rows"]
+                    if row.get("identity") == identity(row["model_dir"])]
 
     def score(model_dir, weights, beam_size=None, alpha=None):
         for row in rows:
-            if (row["model_dir"], row["beam_size"], row["length_penalty_alpha"]) == (
-                    str(model_dir), beam_size, alpha):
+            if (row["model_dir"], row.get("identity"), row["beam_size"],
+                    row["length_penalty_alpha"]) == (
+                    str(model_dir), identity(model_dir), beam_size, alpha):
                 print(f"{weights:>12}  beam {beam_size:>2}  alpha {alpha:.1f}  (scored before: "
                       f"{row['bleu_lowercased']:.2f} lowercased)", flush=True)
                 return row
         start = time.perf_counter()
         result = evaluate(model_dir, split=args.split, beam_size=beam_size,
                           length_penalty_alpha=alpha, limit=args.limit)
-        row = {"weights": weights, "model_dir": str(model_dir),
+        row = {"weights": weights, "model_dir": str(model_dir), "identity": identity(model_dir),
                "beam_size": result["beam_size"],
                "length_penalty_alpha": result["length_penalty_alpha"],
                "bleu": result["bleu"], "bleu_lowercased": result["bleu_lowercased"],
