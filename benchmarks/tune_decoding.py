@@ -53,6 +53,7 @@ def main(argv=None):
 
     run = Path(args.run)
     output = Path(args.output or run / "tune_decoding.json")
+
     def identity(model_dir):
         """What the weights are: the averaged checkpoints, or the best model's step."""
         directory = model_directory(model_dir)
@@ -71,17 +72,17 @@ def main(argv=None):
                     if row.get("identity") == identity(row["model_dir"])]
 
     def score(model_dir, weights, beam_size=None, alpha=None):
+        key = (str(model_dir), identity(model_dir), beam_size, alpha)
         for row in rows:
             if (row["model_dir"], row.get("identity"), row["beam_size"],
-                    row["length_penalty_alpha"]) == (
-                    str(model_dir), identity(model_dir), beam_size, alpha):
+                    row["length_penalty_alpha"]) == key:
                 print(f"{weights:>12}  beam {beam_size:>2}  alpha {alpha:.1f}  (scored before: "
                       f"{row['bleu_lowercased']:.2f} lowercased)", flush=True)
                 return row
         start = time.perf_counter()
         result = evaluate(model_dir, split=args.split, beam_size=beam_size,
                           length_penalty_alpha=alpha, limit=args.limit)
-        row = {"weights": weights, "model_dir": str(model_dir), "identity": identity(model_dir),
+        row = {"weights": weights, "model_dir": key[0], "identity": key[1],
                "beam_size": result["beam_size"],
                "length_penalty_alpha": result["length_penalty_alpha"],
                "bleu": result["bleu"], "bleu_lowercased": result["bleu_lowercased"],
@@ -99,11 +100,10 @@ def main(argv=None):
     for k in args.last:
         model_dir = run / f"averaged-{k}"
         wanted = [p.name for p in checkpoints_to_average(run, k)]
-        if not (model_dir / "averaged.json").exists() or json.loads(
-                (model_dir / "averaged.json").read_text())["checkpoints"] != wanted:
+        if (identity(model_dir) or {}).get("checkpoints") != wanted:
             average(run, last=k, output=model_dir)
         stage1.append(score(model_dir, f"last {k} avg", *default))
-        stage1[-1]["steps"] = json.loads((model_dir / "averaged.json").read_text())["steps"]
+        stage1[-1]["steps"] = stage1[-1]["identity"]["steps"]
     best = max(stage1, key=lambda r: r["bleu_lowercased"])
     for beam_size in args.beam_sizes:  # stage 2: the stage-1 winner's decoding
         for alpha in args.alphas:
