@@ -20,7 +20,9 @@ its own process (JAX keeps the GPU memory it took until its process ends):
    epoch ends past `--max-seconds` the run is marked finished (cleanly: the
    best model and the checkpoint are written as at any epoch end). Then
    `training.evaluate.evaluate` scores the best model on test_2016_flickr
-   with beam search (cased and lowercased sacreBLEU), as `keras-rnn evaluate`.
+   with beam search (cased and lowercased sacreBLEU), as `keras-rnn evaluate`;
+   with `--average-last K` also the mean of the last K checkpoints (as
+   `keras-rnn average RUN --last K`, the shipped configs' measured recipe).
 
    Compile seconds, two estimates: (a) per bucket shape, the host time of
    the first step of that shape minus the median host time of that shape's
@@ -182,14 +184,26 @@ def keras_part(args):
     save()
 
     if args.test_split:
+        from keras_rnn.training.average import average
         from keras_rnn.training.evaluate import evaluate
 
-        begin = time.perf_counter()
-        scores = evaluate(run_dir, split=args.test_split, limit=args.test_limit)
-        scores["seconds_with_load_and_compile"] = round(time.perf_counter() - begin, 2)
-        result["test"] = scores
-        train_lib.log(f"{args.test_split}: BLEU {scores['bleu']} cased, "
-                      f"{scores['bleu_lowercased']} lowercased (beam {scores['beam_size']})")
+        models = [("test", run_dir)]
+        if args.average_last:  # the shipped configs' recipe (benchmarks/README.md)
+            begin = time.perf_counter()
+            record = average(run_dir, last=args.average_last,
+                             output=run_dir / f"averaged-{args.average_last}")
+            result["averaged"] = dict(steps=record["steps"],
+                                      seconds=round(time.perf_counter() - begin, 2))
+            models.append(("test_averaged", Path(record["output"])))
+        for key, model_dir in models:
+            begin = time.perf_counter()
+            scores = evaluate(model_dir, split=args.test_split, limit=args.test_limit)
+            scores["seconds_with_load_and_compile"] = round(time.perf_counter() - begin, 2)
+            result[key] = scores
+            train_lib.log(f"{args.test_split} ({model_dir.name}): BLEU {scores['bleu']} cased, "
+                          f"{scores['bleu_lowercased']} lowercased (beam {scores['beam_size']}, "
+                          f"alpha {scores['length_penalty_alpha']})")
+            save()
     save()
 
 
@@ -249,10 +263,14 @@ def summary(bench):
                      f"last {tps['last']:.0f}; compile ~{k.get('compile_seconds_first_step_per_shape')} s "
                      f"(first step per shape), {k.get('compile_seconds_first_epoch_excess')} s "
                      f"(first-epoch excess); setup {k.get('setup_seconds')} s")
-    test = k.get("test")
-    if test:
-        lines.append(f"  {test['split']}: BLEU {test['bleu']} cased, {test['bleu_lowercased']} "
-                     f"lowercased (beam {test['beam_size']}, {test['seconds_with_load_and_compile']} s)")
+    for key, what in (("test", "best model"), ("test_averaged", "mean of the last checkpoints")):
+        test = k.get(key)
+        if test:
+            lines.append(f"  {test['split']} ({what}): BLEU {test['bleu']} cased, "
+                         f"{test['bleu_lowercased']} lowercased (beam {test['beam_size']}, "
+                         f"{test['seconds_with_load_and_compile']} s)")
+    if "torch_exit" not in bench:  # --skip-torch
+        return "\n".join(lines)
     t = bench.get("torch") or {}
     lines.append(f"PyTorch reference: exit {bench.get('torch_exit')}")
     if t.get("tokens_per_second"):
@@ -287,7 +305,7 @@ def orchestrate(args):
         bench["keras_exit"] = run_logged(
             [*python, __file__, "--part", "keras", *common, "--run-dir", args.run_dir,
              "--max-seconds", str(args.max_seconds), "--result", str(keras_json),
-             "--test-split", args.test_split,
+             "--test-split", args.test_split, "--average-last", str(args.average_last),
              *(["--test-limit", str(args.test_limit)] if args.test_limit else [])],
             log, args.deadline - reserve - (time.perf_counter() - START), env)
         bench["keras"] = read_json(keras_json)
@@ -320,6 +338,8 @@ def main():
     parser.add_argument("--torch-seconds", type=float, default=60)
     parser.add_argument("--test-split", default="test_2016_flickr")
     parser.add_argument("--test-limit", type=int, help="first N test sentences (CPU trials)")
+    parser.add_argument("--average-last", type=int, default=0,
+                        help="also score the mean of the last K checkpoints (keras-rnn average)")
     parser.add_argument("--skip-keras", action="store_true")
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--part", choices=["keras"], help=argparse.SUPPRESS)
