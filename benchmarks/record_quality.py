@@ -8,8 +8,9 @@ with), `history.jsonl` (one record per epoch), the Keras progress lines of
 its log (seconds per epoch), `tune_decoding.json` (`tune_decoding.py`'s
 choice on the validation split) and the test-split scores of the chosen
 model and decoding (`bleu.test_2016_flickr.json`, written by `keras-rnn
-evaluate` in the chosen model directory). Stores them under `--key` (the
-shipped config's name): `tests/training/test_shipped_quality.py` checks that
+evaluate` in the chosen model directory; none with `--validation-only`,
+for a lever run that lost on validation, whose test split is never read).
+Stores them under `--key` (the shipped config's name, or a lever's): `tests/training/test_shipped_quality.py` checks that
 the shipped configs are still the ones recorded here, so a change to one
 fails CI until its run is measured again.
 """
@@ -34,6 +35,9 @@ def main(argv=None):
     parser.add_argument("--command", required=True, help="the train command, as run")
     parser.add_argument("--device", required=True, help="the machine, in words")
     parser.add_argument("--test-split", default="test_2016_flickr")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="a run that lost on the validation split: its test split "
+                             "is never decoded, and `test` is recorded as null")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -52,8 +56,10 @@ def main(argv=None):
         record["seconds"] = s
     tune = json.loads((run / "tune_decoding.json").read_text())
     chosen = tune["chosen"]
-    test = json.loads((Path(chosen["model_dir"]) / f"bleu.{args.test_split}.json").read_text())
-    if (test["beam_size"], test["length_penalty_alpha"]) != (
+    test = None
+    if not args.validation_only:
+        test = json.loads((Path(chosen["model_dir"]) / f"bleu.{args.test_split}.json").read_text())
+    if test and (test["beam_size"], test["length_penalty_alpha"]) != (
             chosen["beam_size"], chosen["length_penalty_alpha"]):
         raise SystemExit(f"{chosen['model_dir']}: the test scores were decoded with beam "
                          f"{test['beam_size']}, alpha {test['length_penalty_alpha']}, not the "
@@ -66,9 +72,10 @@ def main(argv=None):
         "epochs": epochs, "validation": tune["rows"], "chosen": chosen, "test": test,
     }
     output.write_text(json.dumps(results, indent=1) + "\n")
+    scores = f"{test['bleu']} / {test['bleu_lowercased']}" if test else "not decoded"
     print(f"{args.key}: {len(epochs)} epochs, chosen {chosen['weights']} beam "
-          f"{chosen['beam_size']} alpha {chosen['length_penalty_alpha']}; test "
-          f"{test['bleu']} / {test['bleu_lowercased']} -> {output}")
+          f"{chosen['beam_size']} alpha {chosen['length_penalty_alpha']}; val "
+          f"{chosen['bleu']} / {chosen['bleu_lowercased']}; test {scores} -> {output}")
 
 
 if __name__ == "__main__":
