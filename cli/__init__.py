@@ -267,7 +267,8 @@ def build_parser():
     export.add_argument("--beam-size", type=int, default=exported.beam_size,
                         help="default beam size (default: the config's)")
     export.add_argument("--max-beam-size", type=int, default=exported.max_beam_size,
-                        help="largest beam size a request may ask for (default: %(default)s)")
+                        help="largest beam size a request may ask for (default: the "
+                             "larger of 8 and the default beam size)")
     export.add_argument("--max-length", type=int, default=exported.max_length,
                         help="default maximum target tokens")
     export.add_argument("--max-length-limit", type=int, default=exported.max_length_limit,

@@ -168,7 +168,9 @@ class ExportConfig:
         version: integer version; default: one more than the highest there.
         beam_size: default beam size of the signature (default: the
             model's decoding setting, the config's `evaluation.beam_size`).
-        max_beam_size: the largest beam a request may ask for.
+        max_beam_size: the largest beam a request may ask for (default:
+            the larger of `DEFAULT_MAX_BEAM_SIZE` and `beam_size`, so the
+            default beam is always accepted).
         max_length: default `max_length` (default: the model's setting).
         max_length_limit: the largest `max_length` accepted (default:
             `max_length`).
@@ -184,12 +186,15 @@ class ExportConfig:
     model_name: str = None
     version: int = None
     beam_size: int = None
-    max_beam_size: int = 8
+    max_beam_size: int = None
     max_length: int = None
     max_length_limit: int = None
     max_source_tokens: int = None
     quantize: str = None
 
+
+# `ExportConfig.max_beam_size` when neither it nor a larger default beam is set.
+DEFAULT_MAX_BEAM_SIZE = 8
 
 # The values of `ExportConfig.quantize` (`keras-rnn export --quantize`).
 QUANTIZE_MODES = ("int8",)

@@ -69,7 +69,7 @@ from pathlib import Path
 
 from keras_rnn._backend import require_tensorflow
 from keras_rnn.serving import contract
-from keras_rnn.serving.config import QUANTIZE_MODES, ExportConfig
+from keras_rnn.serving.config import DEFAULT_MAX_BEAM_SIZE, QUANTIZE_MODES, ExportConfig
 from keras_rnn.serving.contract import (ALIGNMENTS, LENGTHS, SCORES, SOURCE_PIECES,
                                         TARGET_PIECES, TRANSLATIONS)
 
@@ -396,8 +396,8 @@ def export(run_dir, base_dir, config=None, warmup_sentences=WARMUP_SENTENCES):
             warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
             model.quantize(config.quantize)
     settings = model.decoding_settings()
-    max_beam_size = config.max_beam_size
     beam_size = config.beam_size or settings.beam_size
+    max_beam_size = config.max_beam_size or max(DEFAULT_MAX_BEAM_SIZE, beam_size)
     max_length = config.max_length or settings.max_length
     max_length_limit = config.max_length_limit or max_length
     max_source_tokens = (config.max_source_tokens or model.max_source_length

@@ -197,6 +197,27 @@ def test_versions_are_new_directories_renamed_into_place(trained_run, exported_m
     assert sorted(p.name for p in (exported_model / "tiny").iterdir()) == ["1"]
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="one export with a large beam is enough")
+def test_a_default_beam_above_8_raises_the_default_limit_with_it(trained_run, tmp_path):
+    # The shipped Multi30k configs decode with beam 10: `keras-rnn export RUN
+    # BASE` with no flags must accept the beam the run was tuned with.
+    cli("export", trained_run, tmp_path, "--beam-size", "9")
+    version = tmp_path / "tiny" / "1"
+    metadata = json.loads((version / "assets.extra" / "keras_rnn.json").read_text())
+    assert (metadata["beam_size"], metadata["max_beam_size"]) == (9, 9)
+    from keras_rnn.training.tokenizer import register_tf_text_ops
+
+    register_tf_text_ops()
+    signature = tf.saved_model.load(str(version)).signatures["translate_with_options"]
+    texts, length = tf.constant(sentences(2)), tf.constant(metadata["max_length"])
+    best = signature(inputs=texts, beam_size=tf.constant(9), n_best=tf.constant(9),
+                     max_length=length)
+    assert best["translations"].shape == (2, 9)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_beam_size=9"):
+        signature(inputs=texts, beam_size=tf.constant(10), n_best=tf.constant(1),
+                  max_length=length)
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="in-process export needs TensorFlow")
 def test_a_failed_export_leaves_no_version(trained_run, tmp_path, monkeypatch):
     from keras_rnn.serving import export as export_lib
