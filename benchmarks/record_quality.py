@@ -10,9 +10,10 @@ choice on the validation split) and the test-split scores of the chosen
 model and decoding (`bleu.test_2016_flickr.json`, written by `keras-rnn
 evaluate` in the chosen model directory; none with `--validation-only`,
 for a lever run that lost on validation, whose test split is never read).
-Stores them under `--key` (the shipped config's name, or a lever's): `tests/training/test_shipped_quality.py` checks that
-the shipped configs are still the ones recorded here, so a change to one
-fails CI until its run is measured again.
+Stores them under `--key` (the shipped config's name, or a lever's):
+`tests/training/test_shipped_quality.py` checks that the shipped configs are
+still the ones recorded here, so a change to one fails CI until its run is
+measured again.
 """
 
 import argparse
