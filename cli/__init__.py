@@ -26,7 +26,8 @@ import importlib
 import sys
 
 from keras_rnn.cli.extras import MissingExtra, require, require_options
-from keras_rnn.serving.config import (DEFAULT_CLIENT_TIMEOUT, THREAD_ENVIRONMENT, ExportConfig,
+from keras_rnn.serving.config import (DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_BEAM_SIZE,
+                                      THREAD_ENVIRONMENT, ExportConfig,
                                       ServerConfig, thread_count)
 
 # What `keras-rnn --help` opens with.
@@ -268,7 +269,7 @@ def build_parser():
                         help="default beam size (default: the config's)")
     export.add_argument("--max-beam-size", type=int, default=exported.max_beam_size,
                         help="largest beam size a request may ask for (default: the "
-                             "larger of 8 and the default beam size)")
+                             f"larger of {DEFAULT_MAX_BEAM_SIZE} and the default beam size)")
     export.add_argument("--max-length", type=int, default=exported.max_length,
                         help="default maximum target tokens")
     export.add_argument("--max-length-limit", type=int, default=exported.max_length_limit,
