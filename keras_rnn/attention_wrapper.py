@@ -1,5 +1,6 @@
 """`AttentionWrapper`: a recurrent cell (or stack) with attention and input
-feeding — the decoder cell of `Seq2Seq`.
+feeding, or a conditional decoder (two transitions around the attention) —
+the decoder cell of `Seq2Seq`.
 
 The Keras 3 successor to TF Addons' `tfa.seq2seq.AttentionWrapper`; the
 mechanisms are in `keras_rnn.attention`. Tests:
@@ -50,6 +51,20 @@ class AttentionWrapper(keras.layers.Layer):
 
     and the step's output is `a_t` (`output_attention=True`) or `o_t`.
 
+    With a `conditional_cell`, the decoder is conditional (Sennrich et al.
+    2017, Nematus' "cGRU"; Firat & Cho 2016): a second transition reads the
+    context and continues from the first one's state,
+
+        o'_t, s'_t   = cells(x'_t, s_{t-1})          (first transition)
+        c_t, alpha_t = attention(query=o'_t, memory)
+        o_t, s_t     = conditional_cell(c_t, s'_t)    (second transition)
+        a_t          = tanh(W_c [o_t; c_t])
+
+    where `s'_t` is the top cell's new state and `s_t` replaces it in the
+    wrapper's state (the lower cells keep theirs), so the next step's first
+    transition continues from `s_t`. Input feeding is then usually off: the
+    context already enters the recurrence.
+
     The memory (encoder outputs, their keys and padding mask) is passed to
     every call as an `AttentionMemory` from `attention_mechanism.prepare`, so
     the query-independent half of the score is computed once per batch. The
@@ -64,6 +79,8 @@ class AttentionWrapper(keras.layers.Layer):
         output_attention: output `a_t` (True, Luong) or the top cell's `o_t`.
         input_feeding: concatenate `a_{t-1}` to the input.
         kernel_initializer: initializer for `W_c`.
+        conditional_cell: optional second transition (a cell with the top
+            cell's state sizes; a `GRUCell` for the cGRU).
 
     Call arguments:
         inputs: `(batch, input_dim)`.
@@ -98,12 +115,23 @@ class AttentionWrapper(keras.layers.Layer):
     def __init__(self, cells, attention_mechanism, attention_layer_size=None,
                  attention_activation="tanh", output_attention=True,
                  input_feeding=True, kernel_initializer="glorot_uniform",
-                 **kwargs):
+                 conditional_cell=None, **kwargs):
         super().__init__(**kwargs)
         self.cells = list(cells) if isinstance(cells, (list, tuple)) else [cells]
         if not self.cells:
             raise ValueError("cells must hold at least one recurrent cell.")
         self.attention_mechanism = attention_mechanism
+        if isinstance(conditional_cell, dict):
+            conditional_cell = keras.saving.deserialize_keras_object(conditional_cell)
+        if conditional_cell is not None and (
+            state_sizes(conditional_cell) != state_sizes(self.cells[-1])
+        ):
+            raise ValueError(
+                "conditional_cell must have the state sizes of the top cell "
+                f"({state_sizes(self.cells[-1])}); got "
+                f"{state_sizes(conditional_cell)}."
+            )
+        self.conditional_cell = conditional_cell
         if attention_layer_size is not None:
             attention_layer_size = check_positive_int(
                 "attention_layer_size", attention_layer_size
@@ -142,6 +170,9 @@ class AttentionWrapper(keras.layers.Layer):
             cell.build((batch, width))
             width = _output_size(cell)
         self.attention_mechanism.build((batch, width), (batch, None, value_dim))
+        if self.conditional_cell is not None:
+            self.conditional_cell.build((batch, value_dim))
+            width = _output_size(self.conditional_cell)
         if self.attention_layer is not None:
             self.attention_layer.build((batch, width + value_dim))
         self.built = True
@@ -196,7 +227,10 @@ class AttentionWrapper(keras.layers.Layer):
             self.attention_size(value_dim) if self.input_feeding else 0
         )
         noises = []
-        for cell in self.cells:
+        widths = [width] + [_output_size(cell) for cell in self.cells[:-1]]
+        if self.conditional_cell is not None:
+            widths.append(value_dim)
+        for cell, width in zip(self._all_cells(), widths):
             step_input = ops.zeros((batch_size, width), self.compute_dtype)
             state = ops.zeros(
                 (batch_size, state_sizes(cell)[0]), self.compute_dtype
@@ -209,12 +243,17 @@ class AttentionWrapper(keras.layers.Layer):
                 if training and getattr(cell, "recurrent_dropout", 0) > 0:
                     cell.get_recurrent_dropout_mask(state)
                 noises.append(None)
-            width = _output_size(cell)
         return tuple(noises)
+
+    def _all_cells(self):
+        """The cells in step order: the stack, then the conditional cell."""
+        return self.cells + (
+            [self.conditional_cell] if self.conditional_cell is not None else []
+        )
 
     def reset_noise(self):
         """Clears the dropout masks cached on the cells by `draw_noise`."""
-        for cell in self.cells:
+        for cell in self._all_cells():
             if hasattr(cell, "reset_dropout_mask"):
                 cell.reset_dropout_mask()
                 cell.reset_recurrent_dropout_mask()
@@ -223,21 +262,21 @@ class AttentionWrapper(keras.layers.Layer):
         x = inputs
         if self.input_feeding:
             x = ops.concatenate([x, ops.cast(state.attention, x.dtype)], axis=-1)
+        noise = noise if noise is not None else (None,) * len(self._all_cells())
         new_cell_state = []
-        for i, (cell, cell_state) in enumerate(zip(self.cells, state.cell_state)):
-            cell_noise = None if noise is None else noise[i]
-            if cell_noise is not None:
-                # (batch, width) -> the cell's recurrent half, with its noise
-                zx = cell.project_inputs(cell_noise.mask_inputs(x))
-                x, new = cell.step(zx, list(cell_state), cell_noise)
-            else:
-                x, new = cell(x, list(cell_state), training=training)
-            new_cell_state.append(_as_list(new))
+        for cell, cell_state, cell_noise in zip(self.cells, state.cell_state, noise):
+            x, new = _step(cell, x, cell_state, cell_noise, training)
+            new_cell_state.append(new)
         # `call`, not `__call__`: built in `build`, and `values` may carry
         # the encoder's Keras mask, which `memory.mask` already holds.
         context, alignments = self.attention_mechanism.call(
             x, memory.values, values_mask=memory.mask, keys=memory.keys
         )
+        if self.conditional_cell is not None:
+            x, new_cell_state[-1] = _step(
+                self.conditional_cell, context, new_cell_state[-1], noise[-1],
+                training,
+            )
         attention = context
         if self.attention_layer is not None:
             attention = self.attention_layer(ops.concatenate([x, context], axis=-1))
@@ -260,6 +299,10 @@ class AttentionWrapper(keras.layers.Layer):
                 self.kernel_initializer
             ),
         }
+        if self.conditional_cell is not None:
+            config["conditional_cell"] = keras.saving.serialize_keras_object(
+                self.conditional_cell
+            )
         return {**super().get_config(), **config}
 
     @classmethod
@@ -272,6 +315,17 @@ class AttentionWrapper(keras.layers.Layer):
             config["attention_mechanism"]
         )
         return cls(**config)
+
+
+def _step(cell, x, cell_state, noise, training):
+    """One cell's step: `(output, new_state_list)`."""
+    if noise is not None:
+        # (batch, width) -> the cell's recurrent half, with its noise
+        zx = cell.project_inputs(noise.mask_inputs(x))
+        x, new = cell.step(zx, list(cell_state), noise)
+    else:
+        x, new = cell(x, list(cell_state), training=training)
+    return x, _as_list(new)
 
 
 def state_sizes(cell):

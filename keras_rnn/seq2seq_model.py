@@ -11,8 +11,9 @@ smoothing), optionally with scheduled sampling; decoded with
 
 References: Sutskever, Vinyals & Le 2014 (seq2seq); Bahdanau, Cho & Bengio
 2015 and Luong, Pham & Manning 2015 (attention, input feeding); Press & Wolf
-2017 (tied embeddings); Bengio et al. 2015 (scheduled sampling); Szegedy et
-al. 2016 (label smoothing).
+2017 (tied embeddings); Sennrich et al. 2017 (the conditional decoder);
+Bengio et al. 2015 (scheduled sampling); Szegedy et al. 2016 (label
+smoothing).
 
 The decoder's training-time loop (teacher forcing, scheduled sampling) is in
 `keras_rnn/teacher_forcing.py`, the input checks in
@@ -50,6 +51,7 @@ CELLS = {
     "simple_rnn": (SimpleRNN, SimpleRNNCell),
 }
 ATTENTIONS = ("bahdanau", "luong")
+DECODER_TYPES = ("input_feeding", "conditional")
 BRIDGES = ("dense", "zeros")
 
 
@@ -68,6 +70,10 @@ class Seq2Seq(keras.Model):
     projected to the target vocabulary, by its own `Dense` or, with
     `tie_embeddings=True`, by the transposed target embedding (Press & Wolf
     2017; a linear map to `embedding_dim` is inserted when the widths differ).
+    With `decoder_type="conditional"` the decoder is Nematus' conditional
+    GRU instead (Sennrich et al. 2017): no input feeding; a second cell
+    reads the context `c_t` and continues from the top cell's state before
+    `a_t` (`AttentionWrapper`'s `conditional_cell`).
 
     Inputs of `call` (training with teacher forcing): a dict
     `{"source": (batch, S) ids, "target": (batch, T) ids}` (or a pair),
@@ -97,6 +103,8 @@ class Seq2Seq(keras.Model):
         embedding_dropout: dropout on both embeddings' outputs.
         output_dropout: dropout on `a_t` before the projection.
         bridge: "dense" or "zeros".
+        decoder_type: "input_feeding" (Luong et al. 2015) or "conditional"
+            (Sennrich et al. 2017's cGRU: attention between two transitions).
         pad_id, bos_id, eos_id: special token ids (shared by both sides).
         max_source_length: longest source (in tokens) accepted, or None.
         scheduled_sampling: a `ScheduledSampling` (or its config) or None.
@@ -122,7 +130,8 @@ class Seq2Seq(keras.Model):
                  cell_options=None, attention="bahdanau",
                  attention_options=None, attention_layer_size=None,
                  tie_embeddings=False, embedding_dropout=0.0,
-                 output_dropout=0.0, bridge="dense", pad_id=0, bos_id=1,
+                 output_dropout=0.0, bridge="dense",
+                 decoder_type="input_feeding", pad_id=0, bos_id=1,
                  eos_id=2, max_source_length=None, scheduled_sampling=None,
                  decoding=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -155,6 +164,11 @@ class Seq2Seq(keras.Model):
         if bridge not in BRIDGES:
             raise ValueError(f"bridge must be one of {BRIDGES}; got {bridge!r}.")
         self.bridge = bridge
+        if decoder_type not in DECODER_TYPES:
+            raise ValueError(
+                f"decoder_type must be one of {DECODER_TYPES}; got {decoder_type!r}."
+            )
+        self.decoder_type = decoder_type
         self.pad_id, self.bos_id, self.eos_id = int(pad_id), int(bos_id), int(eos_id)
         if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
             raise ValueError(
@@ -224,9 +238,14 @@ class Seq2Seq(keras.Model):
             mechanism = BahdanauAttention(name="attention", **attention_options)
         else:
             mechanism = LuongAttention(name="attention", **attention_options)
+        conditional = self.decoder_type == "conditional"
         self.decoder = AttentionWrapper(
             decoder_cells, mechanism,
             attention_layer_size=self.attention_layer_size or None,
+            input_feeding=not conditional,
+            conditional_cell=cell_class(
+                self.units, seed=seed, name="decoder_conditional_cell", **options
+            ) if conditional else None,
             name="decoder",
         )
         n_states = len(state_sizes(decoder_cells[0]))
@@ -490,6 +509,8 @@ class Seq2Seq(keras.Model):
             "embedding_dropout": self.embedding_dropout,
             "output_dropout": self.output_dropout,
             "bridge": self.bridge,
+            **({"decoder_type": self.decoder_type}
+               if self.decoder_type != "input_feeding" else {}),
             "pad_id": self.pad_id,
             "bos_id": self.bos_id,
             "eos_id": self.eos_id,

@@ -69,6 +69,7 @@ class ModelConfig:
     embedding_dropout: float = 0.0
     output_dropout: float = 0.0
     bridge: str = "dense"
+    decoder_type: str = "input_feeding"  # or "conditional" (Nematus' cGRU)
 
 
 @dataclass

@@ -199,3 +199,60 @@ def test_wrapper_config_round_trip():
     assert clone.get_config() == wrapper.get_config()
     assert [c.units for c in clone.cells] == [4, 3]
     assert clone.cells[0].layer_norm
+
+
+# ------------------------------------------- the conditional decoder (cGRU)
+
+
+def _np_gru(cell, x, h):
+    """Keras's GRU with `reset_after=True` (GRUCell's docstring), float64."""
+    kernel, recurrent = _np(cell.kernel), _np(cell.recurrent_kernel)
+    bias_in, bias_rec = _np(cell.bias)
+    xz, xr, xh = np.split(x @ kernel + bias_in, 3, axis=-1)
+    hz, hr, hh = np.split(h @ recurrent + bias_rec, 3, axis=-1)
+    z, r = 1 / (1 + np.exp(-(xz + hz))), 1 / (1 + np.exp(-(xr + hr)))
+    return z * h + (1 - z) * np.tanh(xh + r * hh)
+
+
+def test_conditional_wrapper_is_nematus_cgru_in_numpy():
+    """Sennrich et al. 2017 (Nematus' cGRU), transcribed: s' = GRU1(x, s),
+    c, alpha = attention(s'), s = GRU2(c, s'), a = tanh(W_c [s; c]); the
+    next step starts from s."""
+    _, values, mask = _inputs(seed=9)
+    mechanism = keras_rnn.BahdanauAttention(7)
+    first, second = keras_rnn.GRUCell(6), keras_rnn.GRUCell(6)
+    wrapper = keras_rnn.AttentionWrapper(
+        first, mechanism, attention_layer_size=8, input_feeding=False,
+        conditional_cell=second)
+    wrapper.build((BATCH, 3), VALUE)
+    randomize_weights(wrapper, seed=10)
+    memory = mechanism.prepare(values, mask)
+    state = wrapper.get_initial_state(memory, ([np.full((BATCH, 6), 0.3, "float32")],))
+    s = np.full((BATCH, 6), 0.3)
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        x = rng.normal(size=(BATCH, 3)).astype("float32")
+        output, state = wrapper(x, state, memory)
+        s_first = _np_gru(first, x.astype("float64"), s)
+        alpha = _np_softmax(_reference_scores(mechanism, s_first, values), mask)
+        context = np.einsum("bs,bsv->bv", alpha, values.astype("float64"))
+        s = _np_gru(second, context, s_first)
+        attention = np.tanh(np.concatenate([s, context], -1)
+                            @ _np(wrapper.attention_layer.kernel))
+        np.testing.assert_allclose(_np(output), attention, atol=1e-5)
+        np.testing.assert_allclose(_np(state.cell_state[0][0]), s, atol=1e-5)
+        np.testing.assert_allclose(_np(state.alignments), alpha, atol=1e-6)
+
+
+def test_conditional_cell_must_match_the_top_cells_state():
+    with pytest.raises(ValueError, match=r"conditional_cell must have the state sizes .*\[5, 5\]"):
+        keras_rnn.AttentionWrapper(
+            keras_rnn.LSTMCell(5), keras_rnn.BahdanauAttention(4),
+            conditional_cell=keras_rnn.GRUCell(5))
+    wrapper = keras_rnn.AttentionWrapper(
+        [keras_rnn.GRUCell(3), keras_rnn.LSTMCell(5)], keras_rnn.BahdanauAttention(4),
+        input_feeding=False, conditional_cell=keras_rnn.LSTMCell(5, layer_norm=True))
+    clone = keras_rnn.AttentionWrapper.from_config(wrapper.get_config())
+    assert clone.get_config() == wrapper.get_config()
+    assert clone.conditional_cell.layer_norm and not clone.input_feeding
+    assert "conditional_cell" not in _wrapper(keras_rnn.GRUCell(3))[0].get_config()

@@ -80,6 +80,9 @@ def test_fit_with_scheduled_sampling_advances_the_schedule():
     dict(cell="gru", attention="luong", attention_options={"score_mode": "general"},
          cell_options={"layer_norm": True}),
     dict(cell="simple_rnn", bidirectional=False, bridge="zeros", tie_embeddings=True),
+    dict(cell="gru", decoder_type="conditional", cell_options={"layer_norm": True},
+         tie_embeddings=True),
+    dict(cell="lstm", decoder_type="conditional", decoder_layers=2),
 ])
 def test_teacher_forcing_equals_stepping_the_decoder(options):
     """The fused teacher-forced loop and `decode_step` (used by the
@@ -151,6 +154,7 @@ def test_bad_configuration_names_the_argument():
         (dict(cell="transformer"), "cell"),
         (dict(attention="monotonic"), "attention"),
         (dict(bridge="copy"), "bridge"),
+        (dict(decoder_type="cgru"), "decoder_type"),
         (dict(pad_id=1), "different"),
         (dict(eos_id=20), "eos_id"),
         (dict(decoding={"beam": 3}), "decoding"),
@@ -200,6 +204,32 @@ def test_save_and_load_keeps_outputs_and_decoding(tmp_path):
     assert loaded.decode(SOURCE).ids.shape == (3, 2, 7)
     np.testing.assert_array_equal(loaded.decode(SOURCE, method="greedy").lengths, 2)
     np.testing.assert_array_equal(_np(decoding.beam_search(loaded, SOURCE).lengths)[:, 0], 2)
+
+
+def test_conditional_decoder_trains_with_dropout_and_saves(tmp_path):
+    """The cGRU decoder (`decoder_type="conditional"`): two GRU cells, no
+    input feeding; it trains with every kind of cell noise and comes back
+    from a `.keras` file with the same outputs and beams."""
+    model = _model(seed=7, decoder_type="conditional",
+                   cell_options=dict(dropout=0.1, recurrent_dropout=0.1, zoneout=0.1),
+                   embedding_dropout=0.1, output_dropout=0.1)
+    assert not model.decoder.input_feeding
+    assert model.decoder.conditional_cell.units == 8
+    plain = _model(seed=7)
+    # + the second transition, 3 gates x (context 10 + state 8 + 2 biases)
+    # x 8; - the first one's kernel rows for the fed-back a_{t-1} (8 wide).
+    assert model.count_params() - plain.count_params() == 3 * 8 * (10 + 8 + 2) - 3 * 8 * 8
+    model.compile(keras.optimizers.Adam(1e-2), keras_rnn.SequenceLoss())
+    history = model.fit(INPUTS, TARGET_OUT, batch_size=3, epochs=40, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.decoder_type == "conditional"
+    np.testing.assert_allclose(_np(loaded(INPUTS)), _np(model(INPUTS)), atol=0)
+    before, after = model.decode(SOURCE, beam_size=3), loaded.decode(SOURCE, beam_size=3)
+    np.testing.assert_array_equal(after.ids, before.ids)
+    np.testing.assert_allclose(after.scores, before.scores, atol=1e-6)
 
 
 # ------------------------------------------------------------- learning

@@ -28,7 +28,7 @@ def test_build_model_passes_every_model_field_on():
         "cell_options": {"layer_norm": True}, "attention": "luong",
         "attention_options": {"scale": True}, "attention_layer_size": 10,
         "tie_embeddings": True, "embedding_dropout": 0.1, "output_dropout": 0.2,
-        "bridge": "zeros",
+        "bridge": "zeros", "decoder_type": "conditional",
     }
     defaults = dataclasses.asdict(ModelConfig())
     assert set(model) == set(defaults)
