@@ -240,7 +240,8 @@ def _reverse_task(n, rng):
     return digit_task(n, rng, answer=lambda digits: digits[::-1], low=3, high=7)
 
 
-def test_seq2seq_learns_to_reverse_digit_sequences():
+@pytest.mark.parametrize("decoder_type", ["input_feeding", "conditional"])
+def test_seq2seq_learns_to_reverse_digit_sequences(decoder_type):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     source, target_in, target_out = _reverse_task(3000, rng)
@@ -249,7 +250,7 @@ def test_seq2seq_learns_to_reverse_digit_sequences():
     held_out = np.array([tuple(s) not in seen for s in test_source])
     assert held_out.sum() > 250
     model = keras_rnn.Seq2Seq(13, 13, embedding_dim=32, units=64, encoder_units=32,
-                              cell="gru", attention="luong",
+                              cell="gru", attention="luong", decoder_type=decoder_type,
                               decoding=dict(max_length=8, beam_size=3))
     steps = 5 * (3000 // 64 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.05)
