@@ -219,7 +219,8 @@ class AttentionWrapper(keras.layers.Layer):
                 for one step.
 
         Returns:
-            tuple, per cell, of its `CellNoise` (None for other cells), to
+            tuple, per cell (the conditional cell last), of its
+            `CellNoise` (None for other cells), to
             pass (sliced per step, see `keras_rnn._cell.per_step_noise`) as
             `call(..., noise=...)`.
         """
