@@ -163,19 +163,24 @@ class AttentionWrapper(keras.layers.Layer):
             value_dim: width of the encoder outputs.
         """
         batch, input_dim = inputs_shape[0], inputs_shape[-1]
-        width = input_dim
-        if self.input_feeding:
-            width += self.attention_size(value_dim)
-        for cell in self.cells:
+        cells = self._all_cells()
+        for cell, width in zip(cells, self._input_widths(input_dim, value_dim)):
             cell.build((batch, width))
-            width = _output_size(cell)
-        self.attention_mechanism.build((batch, width), (batch, None, value_dim))
-        if self.conditional_cell is not None:
-            self.conditional_cell.build((batch, value_dim))
-            width = _output_size(self.conditional_cell)
+        query_dim = _output_size(self.cells[-1])
+        self.attention_mechanism.build((batch, query_dim), (batch, None, value_dim))
         if self.attention_layer is not None:
-            self.attention_layer.build((batch, width + value_dim))
+            self.attention_layer.build((batch, _output_size(cells[-1]) + value_dim))
         self.built = True
+
+    def _input_widths(self, input_dim, value_dim):
+        """The step input width of each cell of `_all_cells`: `x'_t` for
+        the first, the output of the one below for the others, the context
+        for the conditional cell."""
+        width = input_dim + (
+            self.attention_size(value_dim) if self.input_feeding else 0
+        )
+        widths = [width] + [_output_size(cell) for cell in self.cells[:-1]]
+        return widths + ([value_dim] if self.conditional_cell is not None else [])
 
     def get_initial_state(self, memory, cell_state=None):
         """The state before the first step.
@@ -224,13 +229,8 @@ class AttentionWrapper(keras.layers.Layer):
             pass (sliced per step, see `keras_rnn._cell.per_step_noise`) as
             `call(..., noise=...)`.
         """
-        width = input_dim + (
-            self.attention_size(value_dim) if self.input_feeding else 0
-        )
         noises = []
-        widths = [width] + [_output_size(cell) for cell in self.cells[:-1]]
-        if self.conditional_cell is not None:
-            widths.append(value_dim)
+        widths = self._input_widths(input_dim, value_dim)
         for cell, width in zip(self._all_cells(), widths):
             step_input = ops.zeros((batch_size, width), self.compute_dtype)
             state = ops.zeros(
